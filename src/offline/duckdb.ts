@@ -1,0 +1,36 @@
+/** One place that opens DuckDB and quotes what goes into its SQL. */
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+
+export interface DuckDBOptions {
+  /** e.g. '1536MB'; bounds DuckDB's buffer pool so a join spills instead of growing RSS. */
+  memoryLimit?: string;
+  threads?: number;
+  /** Where DuckDB spills; defaults to its own temp folder. */
+  tempDirectory?: string;
+}
+
+export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instance: DuckDBInstance; connection: DuckDBConnection; close(): void }> {
+  const config: Record<string, string> = {};
+  if (options.memoryLimit) config.memory_limit = options.memoryLimit;
+  if (options.threads) config.threads = String(options.threads);
+  if (options.tempDirectory) config.temp_directory = options.tempDirectory;
+  const instance = await DuckDBInstance.create(':memory:', config);
+  const connection = await instance.connect();
+  return {
+    instance,
+    connection,
+    close() {
+      connection.closeSync();
+      instance.closeSync();
+    },
+  };
+}
+
+/** A SQL string literal. */
+export const sqlString = (value: string): string => `'${value.replace(/'/g, "''")}'`;
+
+/** A quoted SQL identifier. Names reaching SQL are validated identifiers already; quoting is belt and braces. */
+export const sqlIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
+/** `[ 'a.parquet', 'b.parquet' ]` for read_parquet. */
+export const sqlList = (values: readonly string[]): string => `[${values.map(sqlString).join(', ')}]`;
