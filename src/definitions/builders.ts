@@ -204,7 +204,8 @@ export type AggregationSchema<As extends readonly AggregationInput[]> = {
 
 interface FeatureViewInputBase<N extends string> {
   name: N;
-  entities: readonly Entity[];
+  /** Entity definitions, or entity names resolved when the repo is loaded. */
+  entities: readonly (Entity | string)[];
   source: Source;
   online?: boolean;
   description?: string;
@@ -239,7 +240,10 @@ const aggregationSchema = z.object({
 
 const featureViewSchema = z.object({
   name: identifier,
-  entities: z.array(z.custom<Entity>((v) => isKind(v, 'entity'), 'must be an entity() definition')).min(1, 'needs at least one entity'),
+  // An entity object, or its name (resolved when the repo is loaded).
+  entities: z
+    .array(z.custom<Entity | string>((v) => isKind(v, 'entity') || (typeof v === 'string' && isIdentifier(v)), 'must be an entity() definition or its name'))
+    .min(1, 'needs at least one entity'),
   source: z.custom<Source>((v) => isKind(v, 'source'), 'must be a source definition (fileSource, postgresSource or pushSource)'),
   ttl: duration.optional(),
   schema: schemaOf.optional(),
@@ -310,6 +314,7 @@ export function featureView(input: PlainFeatureViewInput<string, Schema> | Aggre
   }
   const keys = new Set<string>();
   for (const e of v.entities) {
+    if (typeof e === 'string') continue; // checked by the loader once names are resolved
     for (const k of e.joinKeys) {
       if (keys.has(k)) throw new DefinitionError(`${where}: entities: join key '${k}' appears in two entities`);
       keys.add(k);
@@ -321,7 +326,8 @@ export function featureView(input: PlainFeatureViewInput<string, Schema> | Aggre
   const view: FeatureView = {
     kind: 'featureView',
     name: v.name,
-    entities: Object.freeze([...v.entities]),
+    // Names stay names until the loader resolves them against the registered entities.
+    entities: Object.freeze([...v.entities]) as readonly Entity[],
     source: v.source,
     ttlMs: v.ttl ?? asDurationMs(0),
     schema: Object.freeze({ ...schema }),

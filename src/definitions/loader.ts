@@ -32,7 +32,7 @@ export async function listDefinitionFiles(repoDir: string): Promise<string[]> {
 }
 
 type Kind = 'entity' | 'source' | 'featureView' | 'featureService';
-const KIND_LABEL: Record<Kind, string> = { entity: 'entity', source: 'source', featureView: 'feature view', featureService: 'feature service' };
+const KIND_PLURAL: Record<Kind, string> = { entity: 'entities', source: 'sources', featureView: 'feature views', featureService: 'feature services' };
 
 interface Registered {
   object: Entity | Source | FeatureView | FeatureService;
@@ -57,7 +57,7 @@ export async function loadDefinitions(repoDirInput: string): Promise<Definitions
     if (existing) {
       if (existing.object === object) return;
       throw new DefinitionError(
-        `two ${KIND_LABEL[kind]}s are named '${object.name}': in ${relative(process.cwd(), existing.file)} and ${relative(process.cwd(), file)}`,
+        `two ${KIND_PLURAL[kind]} are named '${object.name}': in ${relative(process.cwd(), existing.file)} and ${relative(process.cwd(), file)}`,
       );
     }
     byKind[kind].set(object.name, { object, file });

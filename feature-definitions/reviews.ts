@@ -1,0 +1,54 @@
+/**
+ * E-commerce reviews: a fashion retailer classifies Portuguese review text (positive when the
+ * rating is 4 or more) from word-frequency vectors. `larder sample-data` writes data/reviews.parquet.
+ */
+import { entity, featureService, featureView, fileSource, sparse, textStats, wordFrequency } from 'larder';
+
+export const review = entity({ name: 'review', joinKeys: ['review_id'], valueType: 'string', description: 'One customer review' });
+export const product = entity({ name: 'product', joinKeys: ['sku'], valueType: 'string', description: 'A stock-keeping unit' });
+
+/** One row per review: review_id, sku, customer_id, text, rating (1-5, the label), event_timestamp, created. */
+export const reviewsSource = fileSource({
+  name: 'reviews_source',
+  path: 'data/reviews.parquet',
+  timestampField: 'event_timestamp',
+  createdTimestampField: 'created',
+});
+
+/** ~62k hashed word buckets: no vocabulary to keep in sync, the same text gives the same vector anywhere. */
+export const VOCABULARY_SIZE = 62_000;
+const wordCounts = wordFrequency({ buckets: VOCABULARY_SIZE });
+
+export const reviewText = featureView({
+  name: 'review_text',
+  entities: [review],
+  source: reviewsSource,
+  schema: {
+    word_counts: sparse(VOCABULARY_SIZE),
+    text_length: 'int32',
+    word_count: 'int32',
+    exclamation_count: 'int32',
+    uppercase_ratio: 'float32',
+    digit_count: 'int32',
+  },
+  // The same function runs in backfill, on pushed rows and on raw text sent to /predict.
+  transform: (row) => ({ word_counts: wordCounts(row.text), ...textStats(row.text) }),
+  description: 'Word frequencies and cheap text statistics of a review',
+});
+
+export const productReviews = featureView({
+  name: 'product_reviews',
+  entities: [product],
+  source: reviewsSource,
+  aggregations: [
+    { column: 'rating', functions: ['count'], windows: ['30d'], name: 'review_count_30d' },
+    { column: 'rating', functions: ['mean'], windows: ['30d'], name: 'mean_rating_30d' },
+  ],
+  description: 'How many reviews a product had, and their mean rating, over the last 30 days',
+});
+
+export const reviewSentiment = featureService({
+  name: 'review_sentiment',
+  features: [reviewText.select('word_counts', 'text_length', 'word_count', 'exclamation_count', 'uppercase_ratio', 'digit_count')],
+  description: 'Features of the review sentiment model (Naive Bayes on word counts, a linear model beside it)',
+});
