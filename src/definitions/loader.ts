@@ -8,6 +8,12 @@ import { pathToFileURL } from 'node:url';
 import { DefinitionError, errorMessage } from '../core/errors.js';
 import type { Definitions, Entity, FeatureService, FeatureView, Source } from './types.js';
 
+/** A file as a user would type it: relative to the working directory when inside it. */
+export const displayPath = (file: string): string => {
+  const rel = relative(process.cwd(), file);
+  return rel.startsWith('..') ? file : rel;
+};
+
 const SKIP_DIRS = new Set(['node_modules', 'data', '.larder', '.git']);
 
 export async function listDefinitionFiles(repoDir: string): Promise<string[]> {
@@ -57,7 +63,7 @@ export async function loadDefinitions(repoDirInput: string): Promise<Definitions
     if (existing) {
       if (existing.object === object) return;
       throw new DefinitionError(
-        `two ${KIND_PLURAL[kind]} are named '${object.name}': in ${relative(process.cwd(), existing.file)} and ${relative(process.cwd(), file)}`,
+        `two ${KIND_PLURAL[kind]} are named '${object.name}': in ${displayPath(existing.file)} and ${displayPath(file)}`,
       );
     }
     byKind[kind].set(object.name, { object, file });
@@ -79,7 +85,7 @@ export async function loadDefinitions(repoDirInput: string): Promise<Definitions
     try {
       mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
     } catch (err) {
-      throw new DefinitionError(`${relative(process.cwd(), file)}: ${errorMessage(err).split('\n')[0]}`);
+      throw new DefinitionError(`${displayPath(file)}: ${errorMessage(err).split('\n')[0]}`);
     }
     // Services last within a file so that their views are attributed to where they are exported.
     const values = Object.values(mod).filter((v) => kindOf(v) !== undefined) as Registered['object'][];
@@ -89,7 +95,7 @@ export async function loadDefinitions(repoDirInput: string): Promise<Definitions
         register(v, file);
       } catch (err) {
         if (err instanceof DefinitionError) throw err;
-        throw new DefinitionError(`${relative(process.cwd(), file)}: ${errorMessage(err)}`);
+        throw new DefinitionError(`${displayPath(file)}: ${errorMessage(err)}`);
       }
     }
   }
@@ -105,7 +111,7 @@ function resolveReferences(byKind: Record<Kind, Map<string, Registered>>, repoDi
   const views = new Map<string, FeatureView>();
   for (const [name, reg] of byKind.featureView) {
     const view = reg.object as FeatureView;
-    const at = `${relative(process.cwd(), reg.file)}: featureView '${name}'`;
+    const at = `${displayPath(reg.file)}: featureView '${name}'`;
     const resolved = view.entities.map((e: Entity | string) => {
       if (typeof e !== 'string') return e;
       const found = entities.get(e);
