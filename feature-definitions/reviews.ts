@@ -2,7 +2,7 @@
  * E-commerce reviews: a fashion retailer classifies Portuguese review text (positive when the
  * rating is 4 or more) from word-frequency vectors. `larder sample-data` writes data/reviews.parquet.
  */
-import { entity, featureService, featureView, fileSource, sparse, textStats, wordFrequency } from 'larder';
+import { entity, featureService, featureView, fileSource, sparse, textStats, TEXT_STATS_SCHEMA, wordFrequency } from 'larder';
 
 export const review = entity({ name: 'review', joinKeys: ['review_id'], valueType: 'string', description: 'One customer review' });
 export const product = entity({ name: 'product', joinKeys: ['sku'], valueType: 'string', description: 'A stock-keeping unit' });
@@ -16,21 +16,13 @@ export const reviewsSource = fileSource({
 });
 
 /** ~62k hashed word buckets: no vocabulary to keep in sync, the same text gives the same vector anywhere. */
-export const VOCABULARY_SIZE = 62_000;
-const wordCounts = wordFrequency({ buckets: VOCABULARY_SIZE });
+const wordCounts = wordFrequency({ buckets: 62_000 });
 
 export const reviewText = featureView({
   name: 'review_text',
   entities: [review],
   source: reviewsSource,
-  schema: {
-    word_counts: sparse(VOCABULARY_SIZE),
-    text_length: 'int32',
-    word_count: 'int32',
-    exclamation_count: 'int32',
-    uppercase_ratio: 'float32',
-    digit_count: 'int32',
-  },
+  schema: { word_counts: sparse(wordCounts.size), ...TEXT_STATS_SCHEMA },
   // The same function runs in backfill, on pushed rows and on raw text sent to /predict.
   transform: (row) => ({ word_counts: wordCounts(row.text), ...textStats(row.text) }),
   description: 'Word frequencies and cheap text statistics of a review',

@@ -20,3 +20,5 @@ export { loadDefinitions } from './definitions/loader.js';
 export { loadConfig, type LarderConfig } from './config.js';
 export type { FeatureRef } from './core/refs.js';
 export type { EpochMs } from './core/time.js';
+export { tokenize, wordFrequency, textStats, TEXT_STATS_SCHEMA } from './transforms/index.js';
+export type { TokenizeOptions, StopWordList, WordFrequency, WordFrequencyOptions, TextStats } from './transforms/index.js';

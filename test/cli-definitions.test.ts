@@ -33,8 +33,14 @@ export const driver = entity({ name: 'driver', joinKeys: ['driver_id'], valueTyp
 const src = fileSource({ name: 'stats_source', path: 'data/stats.csv', timestampField: 'event_timestamp' });
 `;
 
+interface BadRepo {
+  case: string;
+  files: Record<string, string>;
+  line: RegExp;
+}
+
 describe('larder plan on bad definitions', () => {
-  it.each([
+  it.each<BadRepo>([
     {
       case: 'duplicate names',
       files: {

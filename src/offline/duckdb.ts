@@ -16,6 +16,9 @@ export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instanc
   if (options.tempDirectory) config.temp_directory = options.tempDirectory;
   const instance = await DuckDBInstance.create(':memory:', config);
   const connection = await instance.connect();
+  // Timestamps are UTC everywhere in Larder; DuckDB would otherwise cast and print TIMESTAMPTZ in
+  // the machine's local zone. (As a statement: the instance option cannot autoload ICU.)
+  await connection.run(`SET TimeZone = 'UTC'`);
   return {
     instance,
     connection,
