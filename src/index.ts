@@ -22,3 +22,4 @@ export type { FeatureRef } from './core/refs.js';
 export type { EpochMs } from './core/time.js';
 export { tokenize, wordFrequency, textStats, TEXT_STATS_SCHEMA } from './transforms/index.js';
 export type { TokenizeOptions, StopWordList, WordFrequency, WordFrequencyOptions, TextStats } from './transforms/index.js';
+export { getHistoricalFeatures, writeDataset, explainDataset, type DatasetRequest } from './offline/dataset.js';

@@ -18,6 +18,8 @@ export async function openDuckDB(options: DuckDBOptions = {}): Promise<{ instanc
   const connection = await instance.connect();
   // Timestamps are UTC everywhere in Larder; DuckDB would otherwise cast and print TIMESTAMPTZ in
   // the machine's local zone. (As a statement: the instance option cannot autoload ICU.)
+  // ICU is built in; loading it explicitly avoids a rare autoload failure seen under load.
+  await connection.run('LOAD icu');
   await connection.run(`SET TimeZone = 'UTC'`);
   return {
     instance,

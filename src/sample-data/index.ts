@@ -107,7 +107,6 @@ export async function generateSampleData(options: SampleDataOptions): Promise<Sa
   const spill = join(outDir, `.sample-data-${process.pid}.tmp`);
   const db = await openDuckDB({ memoryLimit: '512MB', tempDirectory: spill });
   try {
-    await db.connection.run(`SET TimeZone = 'UTC'`); // epoch_ms(...)::TIMESTAMPTZ must not shift by the local zone
     if (reviews) {
       const file = join(outDir, 'reviews.parquet');
       result.counts.reviews = await writeReviews(db.connection, reviews, file, options.onProgress);
