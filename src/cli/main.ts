@@ -16,6 +16,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   apply: async () => (await import('./apply.js')).command,
   backfill: async () => (await import('./backfill.js')).command,
   dataset: async () => (await import('./dataset.js')).command,
+  materialize: async () => (await import('./materialize.js')).command,
+  get: async () => (await import('./get.js')).command,
   'sample-data': async () => (await import('./sample-data.js')).command,
   quickstart: async () => (await import('./quickstart.js')).command,
 };
