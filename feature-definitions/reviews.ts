@@ -2,7 +2,7 @@
  * E-commerce reviews: a fashion retailer classifies Portuguese review text (positive when the
  * rating is 4 or more) from word-frequency vectors. `larder sample-data` writes data/reviews.parquet.
  */
-import { entity, featureService, featureView, fileSource, sparse, textStats, TEXT_STATS_SCHEMA, wordFrequency } from 'larder';
+import { entity, featureService, featureView, fileSource, postgresSource, sparse, textStats, TEXT_STATS_SCHEMA, wordFrequency } from 'larder';
 
 export const review = entity({ name: 'review', joinKeys: ['review_id'], valueType: 'string', description: 'One customer review' });
 export const product = entity({ name: 'product', joinKeys: ['sku'], valueType: 'string', description: 'A stock-keeping unit' });
@@ -11,6 +11,18 @@ export const product = entity({ name: 'product', joinKeys: ['sku'], valueType: '
 export const reviewsSource = fileSource({
   name: 'reviews_source',
   path: 'data/reviews.parquet',
+  timestampField: 'event_timestamp',
+  createdTimestampField: 'created',
+});
+
+/**
+ * The same reviews in PostgreSQL, as `docker compose up` seeds them (docker/postgres-init.sql).
+ * Read through a server-side cursor in batches. To backfill from the database instead of the
+ * file, give it as `source` to the views below (connection: DATABASE_URL unless `connection` is set).
+ */
+export const reviewsTable = postgresSource({
+  name: 'reviews_table',
+  table: 'reviews',
   timestampField: 'event_timestamp',
   createdTimestampField: 'created',
 });
