@@ -7,7 +7,8 @@ COPY bin ./bin
 COPY src ./src
 COPY sdk ./sdk
 COPY feature-definitions ./feature-definitions
-ENV LARDER_REPO=/app/feature-definitions LARDER_HOME=/data
+COPY docker ./docker
+ENV LARDER_REPO=/app/feature-definitions LARDER_HOME=/data LARDER_HOST=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 6566
 ENTRYPOINT ["node", "bin/larder.mjs"]

@@ -48,6 +48,16 @@ describe('docker-compose.yml', () => {
     expect(config.online).toBe('redis://redis:6379/0');
     expect(config.registry).toMatch(/^postgres:\/\/postgres:larder@postgres:5432\/larder$/);
     expect(config.home).toBe('/data');
+    // The server must listen beyond the container's loopback for the published port to reach it.
+    expect(larder.environment.LARDER_HOST).toBe('0.0.0.0');
+    expect(larder.ports).toContain(`${config.port}:${config.port}`);
+    expect(larder.healthcheck.test.join(' ')).toContain(`127.0.0.1:${config.port}/health`);
+  });
+
+  it('seeds PostgreSQL with the reviews table the example postgresSource reads', () => {
+    const init = compose.services.postgres.volumes.find((v: string) => v.includes('docker-entrypoint-initdb.d'));
+    expect(init).toMatch(/^\.\/docker\/postgres-init\.sql:/);
+    expect(readFileSync(new URL('../docker/postgres-init.sql', import.meta.url), 'utf8')).toMatch(/CREATE TABLE IF NOT EXISTS reviews/);
   });
 
   it('builds an image whose entrypoint is the larder command', () => {

@@ -1,6 +1,7 @@
 /**
  * `larder quickstart`: the main job on embedded defaults, composed of the commands a user would
- * run by hand — sample data, apply, backfill, then a point-in-time training dataset per model.
+ * run by hand — sample data, apply, backfill, a point-in-time training dataset per model,
+ * materialize, then serve (until SIGTERM/SIGINT; `--no-serve` stops before serving).
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -14,11 +15,13 @@ import type { Command } from './main.js';
 const SAMPLE_FILES = ['reviews.parquet', 'weld_readings.parquet', 'weld_labels.parquet'];
 
 export const command: Command = {
-  summary: 'the main job on embedded defaults: sample data, apply, backfill, training datasets',
-  usage: 'quickstart [--fresh] [--reviews N] [--readings N] [--repo DIR]',
+  summary: 'the main job on embedded defaults: sample data, apply, backfill, datasets, materialize, serve',
+  usage: 'quickstart [--fresh] [--reviews N] [--readings N] [--no-serve] [--port N] [--repo DIR]',
   async run(argv) {
     const { values, positionals } = parseFlags(argv, {
       fresh: { type: 'boolean' },
+      'no-serve': { type: 'boolean' },
+      port: { type: 'string' },
       reviews: { type: 'string' },
       readings: { type: 'string' },
     });
@@ -28,7 +31,7 @@ export const command: Command = {
     const dataDir = join(config.repoDir, 'data');
     const step = (text: string) => process.stdout.write(`\n== ${text}\n`);
 
-    step('1/4 sample data');
+    step('1/6 sample data');
     if (values.fresh || !SAMPLE_FILES.every((f) => existsSync(join(dataDir, f)))) {
       const sizes = [
         ...(typeof values.reviews === 'string' ? ['--reviews', values.reviews] : []),
@@ -39,14 +42,14 @@ export const command: Command = {
       process.stdout.write(`using the sample data in ${dataDir} (--fresh writes it anew)\n`);
     }
 
-    step('2/4 apply the definitions');
+    step('2/6 apply the definitions');
     await runCommand('apply', repoFlag);
 
-    step('3/4 backfill the offline store');
+    step('3/6 backfill the offline store');
     const { start, end } = await eventTimeRange(SAMPLE_FILES.map((f) => join(dataDir, f)));
     await runCommand('backfill', [...repoFlag, '--start', formatInstant(start), '--end', formatInstant(end)]);
 
-    step('4/4 point-in-time training datasets');
+    step('4/6 point-in-time training datasets');
     const entitiesDir = join(config.home, 'entities');
     const datasetsDir = join(config.home, 'datasets');
     await mkdir(entitiesDir, { recursive: true });
@@ -59,23 +62,35 @@ export const command: Command = {
     await runCommand('dataset', [...repoFlag, '--entities', reviewEntities, '--service', 'review_sentiment', '--out', reviewDataset]);
     await runCommand('dataset', [...repoFlag, '--entities', join(dataDir, 'weld_labels.parquet'), '--service', 'weld_failure', '--out', weldDataset]);
 
+    step('5/6 materialize the latest values into the online store');
+    await runCommand('materialize', [...repoFlag, '--end', new Date().toISOString()]);
+
+    const port = typeof values.port === 'string' ? values.port : String(config.port);
+    const firstReview = await firstValue(reviewEntities, 'review_id');
     process.stdout.write(
       [
         '',
-        'Done. Training datasets, point-in-time correct:',
+        'Training datasets, point-in-time correct:',
         `  ${reviewDataset}`,
         `  ${weldDataset}`,
-        '',
         'Look inside with any Parquet reader, e.g. DuckDB:',
         `  SELECT weld_id, event_timestamp, failed, amplitude_mean_1h, amplitude_stddev_1h FROM '${weldDataset}' LIMIT 5;`,
         '',
-        'Try next:',
-        `  npx larder plan${repoFlag.length ? ` --repo ${repoFlag[1]}` : ''}`,
-        `  npx larder dataset --entities ${reviewEntities} --features review_text:text_length,review_text:word_count --out /tmp/reviews.csv`,
-        `  npx larder dataset --entities ${reviewEntities} --service review_sentiment --out /tmp/x.parquet --explain`,
+        'With the server up, try:',
+        `  curl -s localhost:${port}/get-online-features -H 'content-type: application/json' \\`,
+        `    -d '{"features": ["review_text:text_length", "review_text:word_count", "review_text:exclamation_count"], "entities": {"review_id": ["${firstReview}", "r9999999"]}}'`,
+        `  curl -s localhost:${port}/get-historical-features -H 'content-type: application/json' -H 'accept: application/json' \\`,
+        `    -d '{"feature_service": "weld_failure", "entities": {"weld_id": ["W0001"], "event_timestamp": ["2024-01-01T12:00:00Z"]}}'`,
+        `  curl -s localhost:${port}/push -H 'content-type: application/json' \\`,
+        `    -d '{"push_source_name": "weld_readings", "to": "offline", "df": {"weld_id": ["W0001"], "event_timestamp": ["2024-01-01T12:00:00Z"], "amplitude": [0.8], "temperature": [41.5], "pressure": [71.2]}}'`,
+        `  curl -s localhost:${port}/health; curl -s localhost:${port}/metrics | head`,
         '',
       ].join('\n'),
     );
+    if (values['no-serve']) return 0;
+
+    step('6/6 serve');
+    await runCommand('serve', [...repoFlag, '--port', port]);
     return 0;
   },
 };
@@ -96,6 +111,17 @@ async function eventTimeRange(files: string[]): Promise<{ start: ReturnType<type
     const lo = Number(row.lo);
     const hi = Number(row.hi);
     return { start: parseInstant(Math.floor(lo / DAY_MS) * DAY_MS), end: parseInstant((Math.floor(hi / DAY_MS) + 1) * DAY_MS) };
+  } finally {
+    db.close();
+  }
+}
+
+/** The first value of a column of a Parquet file, for the printed examples. */
+async function firstValue(file: string, column: string): Promise<string> {
+  const db = await openDuckDB();
+  try {
+    const reader = await db.connection.runAndReadAll(`SELECT CAST(${column} AS VARCHAR) AS v FROM read_parquet(${sqlString(file)}) LIMIT 1`);
+    return String(reader.getRowObjectsJson()[0]?.v ?? '');
   } finally {
     db.close();
   }
