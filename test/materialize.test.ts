@@ -79,6 +79,22 @@ for (const d of drivers) {
   }
 }
 const customerRows = customers.flatMap((c) => Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({ customer_id: c, event: eventTime(), score: Math.round(random() * 100) / 4 })));
+/**
+ * Rows on the bounds of two runs, (beginning, FIRST_END] then (FIRST_END, END], for view `edges`
+ * (TTL 7 days): exactly on FIRST_END, exactly on END, 1 ms after each, and exactly on (and 1 ms
+ * before) FIRST_END - 7d, the oldest row still fresh at FIRST_END.
+ */
+const EDGE_TTL = 7 * DAY;
+const edgeRows = [
+  { driver_id: 1, event: FIRST_END, v: 11 },
+  { driver_id: 2, event: FIRST_END, v: 21 },
+  { driver_id: 2, event: END, v: 22 },
+  { driver_id: 3, event: END + 1, v: 31 },
+  { driver_id: 4, event: FIRST_END - EDGE_TTL, v: 41 },
+  { driver_id: 5, event: FIRST_END - EDGE_TTL - 1, v: 51 },
+  { driver_id: 6, event: FIRST_END, v: 61 },
+  { driver_id: 6, event: FIRST_END + 1, v: 62 },
+];
 const pairRows = Array.from({ length: 200 }, () => ({ driver_id: pick(drivers), customer_id: pick(customers), event: eventTime(), rides: Math.floor(random() * 40) }));
 
 const DEFINITIONS = `import { entity, featureView, fileSource, sparse } from 'larder';
@@ -102,6 +118,11 @@ export const driverCustomer = featureView({
   name: 'driver_customer', entities: [driver, customer], ttl: '2d',
   source: fileSource({ name: 'pair_source', path: 'data/pairs.parquet', timestampField: 'event_timestamp' }),
   schema: { rides: 'int32' },
+});
+export const edges = featureView({
+  name: 'edges', entities: [driver], ttl: '7d',
+  source: fileSource({ name: 'edge_source', path: 'data/edges.parquet', timestampField: 'event_timestamp' }),
+  schema: { v: 'int64' },
 });
 export const versions = featureView({
   name: 'versions', entities: [driver], ttl: '7d',
@@ -137,6 +158,11 @@ async function writeSources(dataDir: string): Promise<void> {
        FROM ${values(pairRows.map((r) => `(${r.driver_id}::BIGINT, '${r.customer_id.replace(/'/g, "''")}', ${r.event}::BIGINT, ${r.rides}::INTEGER)`))} AS t(driver_id, customer_id, e, rides)`,
       'pairs.parquet',
     );
+    await copy(
+      `SELECT driver_id, ${ts(0)} + to_milliseconds(e) AS event_timestamp, v
+       FROM ${values(edgeRows.map((r) => `(${r.driver_id}::BIGINT, ${r.event}::BIGINT, ${r.v}::BIGINT)`))} AS t(driver_id, e, v)`,
+      'edges.parquet',
+    );
     // Two versions of every entity; every value of version v derives from v, so a torn read shows.
     await copy(
       `SELECT i::BIGINT AS driver_id, ${ts(0)} + to_milliseconds(CASE v WHEN 1 THEN ${VERSION_TIME[1]}::BIGINT ELSE ${VERSION_TIME[2]}::BIGINT END) AS event_timestamp,
@@ -160,7 +186,7 @@ beforeAll(async () => {
   await writeFile(join(repo, 'definitions.ts'), DEFINITIONS);
   defs = await loadDefinitions(repo);
   offlineDir = join(repo, 'offline');
-  await backfill({ defs, offlineDir, start: asEpochMs(END - 4 * DAY), end: asEpochMs(END + 2 * HOUR) });
+  await backfill({ defs, offlineDir, start: asEpochMs(END - 10 * DAY), end: asEpochMs(END + 2 * HOUR) });
   await pushCorrections();
 }, 60_000);
 
@@ -347,6 +373,45 @@ describe.each(backends)('materialize into $name', (backend) => {
     // Up to date: nothing to load.
     const again = await run(END);
     expect(again.views.filter((v) => !v.skipped).map((v) => v.rows)).toEqual([0, 0, 0]);
+  });
+
+  it('loads (start, end]: a row exactly at end goes online with that run, and the next run neither reloads nor loses it', async () => {
+    await setUp();
+    const { store } = opened;
+    const ids = [1, 2, 3, 4, 5, 6];
+    const values = async (at: EpochMs) => {
+      const online = await getOnlineFeatures({ defs, store, features: ['edges:v'], entities: { driver_id: ids }, now: at });
+      const offline = await getHistoricalFeatures({ defs, offlineDir, features: ['edges:v'], entities: { driver_id: ids, event_timestamp: ids.map(() => at) } });
+      return { online: online.results[1]!.values, offline: ids.map((_, i) => offlineJson('int64', offline.getChild('v')!.get(i))) };
+    };
+
+    // First run, (beginning, FIRST_END]: drivers 1, 2 and 6 at exactly FIRST_END, and driver 4
+    // exactly at FIRST_END - ttl (fresh at FIRST_END: t - d <= e); not driver 5, 1 ms older.
+    const first = await materialize({ defs, offlineDir, store, registry, end: FIRST_END, views: ['edges'] });
+    expect(first.views[0]).toMatchObject({ start: null, end: FIRST_END, rows: 4, written: 4, stale: 0 });
+    expect(await getWatermark(registry, 'edges')).toBe(FIRST_END);
+    // The point-in-time values at FIRST_END (driver 4's record expired by the clock long ago, at
+    // FIRST_END: physically gone, so not compared).
+    const atFirst = await values(FIRST_END);
+    expect(atFirst.offline).toEqual([11, 21, null, 41, null, 61]);
+    expect(atFirst.online).toEqual([11, 21, null, null, null, 61]);
+
+    // Second run from the watermark, (FIRST_END, END]: the rows exactly at FIRST_END are not
+    // loaded again, the row 1 ms after it and the row exactly at END are; END + 1 ms is not.
+    const second = await materialize({ defs, offlineDir, store, registry, end: END, views: ['edges'] });
+    expect(second.views[0]).toMatchObject({ start: FIRST_END, end: END, rows: 2, written: 2, stale: 0 });
+    expect(await getWatermark(registry, 'edges')).toBe(END);
+    const atEnd = await values(END);
+    expect(atEnd.offline).toEqual([11, 22, null, null, null, 62]);
+    expect(atEnd.online).toEqual(atEnd.offline);
+
+    // Again up to END: the row exactly at END is not reloaded.
+    const third = await materialize({ defs, offlineDir, store, registry, end: END, views: ['edges'] });
+    expect(third.views[0]).toMatchObject({ rows: 0, written: 0 });
+    // An explicit --start equal to the previous end means the same window.
+    const explicit = await materialize({ defs, offlineDir, store, registry, start: FIRST_END, end: END, views: ['edges'] });
+    expect(explicit.views[0]).toMatchObject({ start: FIRST_END, rows: 2, written: 0, stale: 2 });
+    expect((await values(END)).online).toEqual(atEnd.offline);
   });
 
   it('never shows a reader in another process a torn value', async () => {

@@ -17,7 +17,7 @@ import { ViewCodec } from '../src/online/codec.js';
 import { encodeEntityKey, type EntityKey } from '../src/online/entity-key.js';
 import { openOnlineStore } from '../src/online/open.js';
 import { getOnlineFeatures, NO_TIMESTAMP } from '../src/online/online-features.js';
-import { RedisOnlineStore } from '../src/online/redis/store.js';
+import { NEVER_EXPIRES_MS, RedisOnlineStore } from '../src/online/redis/store.js';
 import { onlineViewSpec, type OnlineRow, type OnlineStore, type OnlineViewSpec } from '../src/online/store.js';
 import { redisUrl, uniquePrefix } from './support/services.js';
 
@@ -274,6 +274,31 @@ describe.each(backends)('online store: $name', ({ make }) => {
     expect((await store.read([key(3)], [onlineViewSpec(quick)]))[0]![0]).toBeNull();
   });
 
+  it('reports a stored value past its TTL as OUTSIDE_MAX_AGE, and a record gone by expiry as NOT_FOUND', async () => {
+    // Old data, as materializing last year's sample would write it: every row past its TTL by the clock.
+    const old = Date.now() - 3 * HOUR;
+    // Entity 1: only a view with a 1-minute TTL; its record expires at old + 1 min, already past: gone.
+    await store.write(onlineViewSpec(quick), [row(1, old, [1])]);
+    // Entity 2: a view without TTL first, so the record lives on; the old quick value is stored but stale.
+    await store.write(onlineViewSpec(forever), [row(2, old, [4.5])]);
+    await store.write(onlineViewSpec(quick), [row(2, old, [2])]);
+    // Entity 3: a view with a 1-hour TTL whose row is 30 minutes old keeps the record for 30 more.
+    await store.write(onlineViewSpec(stats), [row(3, Date.now() - HOUR / 2, [0.5, 3])]);
+    await store.write(onlineViewSpec(quick), [row(3, old, [3])]);
+
+    const stored = (await store.read([key(1), key(2), key(3)], [onlineViewSpec(quick)])).map(([v]) => v?.values ?? null);
+    expect(stored).toEqual([null, [2], [3]]);
+    const response = await getOnlineFeatures({ defs, store, features: ['driver_quick:speed', 'driver_profile:rating', 'driver_stats:trips'], entities: { driver_id: [1, 2, 3] } });
+    const [speed, rating, trips] = response.results.slice(1);
+    expect(speed).toEqual({
+      values: [null, null, null],
+      statuses: ['NOT_FOUND', 'OUTSIDE_MAX_AGE', 'OUTSIDE_MAX_AGE'],
+      event_timestamps: [NO_TIMESTAMP, new Date(old).toISOString(), new Date(old).toISOString()],
+    });
+    expect(rating!.statuses).toEqual(['NOT_FOUND', 'PRESENT', 'NOT_FOUND']);
+    expect(trips!.statuses).toEqual(['NOT_FOUND', 'NOT_FOUND', 'PRESENT']);
+  });
+
   it('treats a value written under another schema as absent, and replaces it', async () => {
     const spec = onlineViewSpec(stats);
     const changed: OnlineViewSpec = { ...spec, features: [{ name: 'conv_rate', type: 'string' }], codec: new ViewCodec([{ name: 'conv_rate', type: 'string' }]) };
@@ -356,7 +381,7 @@ describe('redis record expiry', () => {
     admin.disconnect();
   });
 
-  it('expires a record at its latest event time + TTL, never sooner, and never once a TTL-0 view made it persistent', async () => {
+  it('expires a record at its latest event time + TTL, never sooner, and never once a TTL-0 view was written to it', async () => {
     const now = Date.now();
     const redisKey = store.keyOf(key(1));
     await store.write(onlineViewSpec(stats), [row(1, now, [0.1, 1])]);
@@ -369,16 +394,32 @@ describe('redis record expiry', () => {
     // A newer row pushes it out.
     await store.write(onlineViewSpec(stats), [row(1, now + HOUR, [0.2, 2])]);
     expect(await admin.pttl(redisKey)).toBeGreaterThan(2 * HOUR - 60_000);
-    // A view without TTL makes the record persistent; later writes add no expiry.
+    // A view without TTL makes the record persistent (its expiry moves to 9999); later writes
+    // do not bring it back.
+    const expiresAt = async (k: string) => Number(await admin.call('PEXPIRETIME', k));
     await store.write(onlineViewSpec(forever), [row(1, now, [4.5])]);
-    expect(await admin.pttl(redisKey)).toBe(-1);
+    expect(await expiresAt(redisKey)).toBe(NEVER_EXPIRES_MS);
     await store.write(onlineViewSpec(stats), [row(1, now + 2 * HOUR, [0.3, 3])]);
     await store.write(onlineViewSpec(quick), [row(2, now, [3])]);
-    expect(await admin.pttl(redisKey)).toBe(-1);
-    expect(await admin.pttl(store.keyOf(key(2)))).toBeGreaterThan(0);
+    expect(await expiresAt(redisKey)).toBe(NEVER_EXPIRES_MS);
+    expect(await expiresAt(store.keyOf(key(2)))).toBe(now + 60_000);
+    // A record that is new to the write gets the TTL-0 expiry at once too.
+    await store.write(onlineViewSpec(forever), [row(3, now, [1.5])]);
+    expect(await expiresAt(store.keyOf(key(3)))).toBe(NEVER_EXPIRES_MS);
     // The record is one hash, one field per view, values binary (not JSON).
     expect((await admin.hkeys(redisKey)).sort()).toEqual(['driver_profile', 'driver_quick', 'driver_stats']);
     expect(redisKey).toBe(`${prefix}{driver_id=1}`);
+  });
+
+  it('deletes a new record whose expiry has already passed, and never shortens an existing one', async () => {
+    const now = Date.now();
+    const old = now - 3 * HOUR;
+    await store.write(onlineViewSpec(quick), [row(1, old, [1])]);
+    expect(await admin.exists(store.keyOf(key(1)))).toBe(0);
+    await store.write(onlineViewSpec(stats), [row(2, now, [0.5, 2])]);
+    expect(await store.write(onlineViewSpec(quick), [row(2, old, [2])])).toEqual({ written: 1, stale: 0 });
+    expect(Number(await admin.call('PEXPIRETIME', store.keyOf(key(2))))).toBe(now + HOUR);
+    expect((await admin.hkeys(store.keyOf(key(2)))).sort()).toEqual(['driver_quick', 'driver_stats']);
   });
 
   it('reads N entities in one round trip', async () => {

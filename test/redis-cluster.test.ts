@@ -17,7 +17,7 @@ import type { Definitions, FeatureView } from '../src/definitions/types.js';
 import { encodeEntityKey } from '../src/online/entity-key.js';
 import { openOnlineStore } from '../src/online/open.js';
 import { getOnlineFeatures } from '../src/online/online-features.js';
-import { RedisOnlineStore } from '../src/online/redis/store.js';
+import { NEVER_EXPIRES_MS, RedisOnlineStore } from '../src/online/redis/store.js';
 import { onlineViewSpec, type OnlineRow } from '../src/online/store.js';
 import { uniquePrefix } from './support/services.js';
 
@@ -174,6 +174,6 @@ describe('online store on a 3-node Redis Cluster', () => {
     const pttl = await cluster.pttl(store.keyOf(key(1)));
     expect(pttl).toBeGreaterThan(3_600_000 - 60_000);
     await store.write(onlineViewSpec(profile), [row(1, now, [4.5])]);
-    expect(await cluster.pttl(store.keyOf(key(1)))).toBe(-1);
+    expect(Number(await cluster.call('PEXPIRETIME', store.keyOf(key(1))))).toBe(NEVER_EXPIRES_MS);
   });
 });

@@ -18,6 +18,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   dataset: async () => (await import('./dataset.js')).command,
   materialize: async () => (await import('./materialize.js')).command,
   get: async () => (await import('./get.js')).command,
+  serve: async () => (await import('./serve.js')).command,
   'sample-data': async () => (await import('./sample-data.js')).command,
   quickstart: async () => (await import('./quickstart.js')).command,
 };

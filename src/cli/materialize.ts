@@ -1,6 +1,8 @@
 /**
  * `larder materialize --end T [--start T] [--views a,b]`: the latest offline values into the
- * online store (LARDER_ONLINE), from each view's watermark unless --start is given.
+ * online store (LARDER_ONLINE), from each view's watermark unless --start is given. The window is
+ * (start, end]: rows with start < event time <= end (a first run: event time <= end), so the
+ * online values then equal the point-in-time values at T = end; the watermark becomes end.
  */
 import { InputError } from '../core/errors.js';
 import { formatInstant } from '../core/time.js';
@@ -17,7 +19,10 @@ const COMMAND_TIMEOUT_MS = 60_000;
 
 export const command: Command = {
   summary: 'loads the latest offline values into the online store (incremental from each view\'s watermark)',
-  usage: 'materialize --end T [--start T] [--views a,b] [--repo DIR]',
+  usage:
+    'materialize --end T [--start T] [--views a,b] [--repo DIR]\n' +
+    '  loads rows with start < event time <= end (start: each view\'s watermark, none on a first run),\n' +
+    '  so online values then equal the point-in-time values at end; end becomes the new watermark',
   async run(argv) {
     const { values, positionals } = parseFlags(argv, { start: { type: 'string' }, end: { type: 'string' }, views: { type: 'string' } });
     if (positionals.length > 0) throw new InputError(`larder materialize takes no arguments, got '${positionals[0]}'`);
@@ -65,7 +70,7 @@ export const command: Command = {
 
 function summary(v: ViewMaterialization): string {
   if (v.skipped) return `materialize ${v.name}: skipped (${v.skipped})`;
-  const window = `[${v.start === null ? 'beginning' : formatInstant(v.start)}, ${formatInstant(v.end)})`;
+  const window = `(${v.start === null ? 'beginning' : formatInstant(v.start)}, ${formatInstant(v.end)}]`;
   if (v.rows === 0) return `materialize ${v.name}: no new rows in ${window}`;
   const stale = v.stale > 0 ? `, ${formatCount(v.stale)} older than online values kept` : '';
   return `materialize ${v.name}: ${formatCount(v.rows)} entities in ${window}: ${formatCount(v.written)} written${stale} in ${v.seconds.toFixed(1)} s (${formatRate(v.rows, v.seconds)})`;

@@ -1,10 +1,17 @@
 /**
  * `larder materialize` (CONTRACT s.4): the latest offline value of each entity into the online
- * store, per online feature view, for event times in [start, end):
+ * store, per online feature view, for event times e in the window (start, end]:
  *
- * - start is `--start`, else the view's watermark (watermarks.ts), else the beginning. Rows older
- *   than `end - ttl` are not loaded: at `end` and after they are outside the view's max age, so
- *   reads would not serve them (they answer OUTSIDE_MAX_AGE or NOT_FOUND alike, with a null value).
+ *     start < e <= end        (no lower bound on a first run)
+ *
+ * so that right after `materialize --end T` the online value of an entity is its point-in-time
+ * value at t = T (CONTRACT s.3 takes rows with e <= t, a row exactly at T included), and a run
+ * from the watermark neither reloads a row exactly at the previous end nor skips one after it.
+ *
+ * - start is `--start`, else the view's watermark (watermarks.ts), else none. Rows with
+ *   e < end - ttl are not loaded: at `end` and after they are outside the view's max age, so
+ *   reads would not serve them (they answer OUTSIDE_MAX_AGE or NOT_FOUND alike, with a null
+ *   value); a row at exactly end - ttl is still fresh at `end` (t - d <= e) and is loaded.
  * - DuckDB reads the view's Parquet partitions that can hold the window and keeps, per entity, the
  *   row with the greatest (event time, created time).
  * - Rows stream out in chunks into `store.write` batches, several in flight. The store keeps a row
@@ -33,9 +40,9 @@ export interface MaterializeOptions {
   offlineDir: string;
   store: OnlineStore;
   registry: Registry;
-  /** Exclusive end of the window; the new watermark. */
+  /** Inclusive end of the window (rows with event time <= end); the new watermark. */
   end: EpochMs;
-  /** Inclusive start; default each view's watermark, else the beginning. */
+  /** Exclusive start (rows with event time > start); default each view's watermark, else no bound. */
   start?: EpochMs | undefined;
   /** Views to materialize; default every online view. */
   views?: readonly string[] | undefined;
@@ -51,7 +58,7 @@ export interface MaterializeOptions {
 
 export interface ViewMaterialization {
   name: string;
-  /** The window loaded, [start, end); start null: from the beginning. */
+  /** The window loaded, (start, end]; start null: no lower bound. */
   start: EpochMs | null;
   end: EpochMs;
   /** Latest rows per entity found in the window. */
@@ -125,18 +132,29 @@ const timestampLiteral = (ms: number): string => `make_timestamptz(${Math.trunc(
 /** Epoch ms (with the µs as a fraction) of a TIMESTAMPTZ expression, as a DOUBLE. */
 const epochMsSql = (expr: string): string => `epoch_us(${expr}) / 1000.0`;
 
-/** The rows of one view's window: from its files, event time in [from, end), keys present. */
-function windowSql(spec: OnlineViewSpec, files: readonly string[], from: EpochMs | null, end: EpochMs): string {
+/** Bounds of one view's window: event time e with after < e (when given), since <= e (when given), e <= end. */
+export interface WindowBounds {
+  /** Exclusive: the run's start (the watermark). */
+  after: EpochMs | null;
+  /** Inclusive: end - ttl, the oldest row still fresh at end. */
+  since: EpochMs | null;
+  end: EpochMs;
+}
+
+/** The rows of one view's window: from its files, event time within the bounds, keys present. */
+function windowSql(spec: OnlineViewSpec, files: readonly string[], bounds: WindowBounds): string {
+  const e = sqlIdent(EVENT_TIMESTAMP);
   const where = [
-    ...(from !== null ? [`${sqlIdent(EVENT_TIMESTAMP)} >= ${timestampLiteral(from)}`] : []),
-    `${sqlIdent(EVENT_TIMESTAMP)} < ${timestampLiteral(end)}`,
+    ...(bounds.after !== null ? [`${e} > ${timestampLiteral(bounds.after)}`] : []),
+    ...(bounds.since !== null ? [`${e} >= ${timestampLiteral(bounds.since)}`] : []),
+    `${e} <= ${timestampLiteral(bounds.end)}`,
     ...spec.joinKeys.map((k) => `${sqlIdent(k.name)} IS NOT NULL`),
   ];
   return `FROM read_parquet(${sqlList(files)}, union_by_name = true, hive_partitioning = false)\nWHERE ${where.join(' AND ')}`;
 }
 
 /** The SQL of one view's window: one row per entity, the latest: join keys (in entity-key order), event and created ms, features. */
-export function latestRowsSql(spec: OnlineViewSpec, files: readonly string[], present: ReadonlySet<string>, from: EpochMs | null, end: EpochMs): string {
+export function latestRowsSql(spec: OnlineViewSpec, files: readonly string[], present: ReadonlySet<string>, bounds: WindowBounds): string {
   const keys = spec.joinKeys.map((k) => sqlIdent(k.name));
   const features = spec.features.map((f) => {
     if (!present.has(f.name)) return `NULL AS ${sqlIdent(f.name)}`;
@@ -149,17 +167,17 @@ export function latestRowsSql(spec: OnlineViewSpec, files: readonly string[], pr
   return `SELECT ${keyColumns.join(', ')},
        ${epochMsSql(sqlIdent(EVENT_TIMESTAMP))} AS __event_ms,
        ${created} AS __created_ms${features.map((f) => `,\n       ${f}`).join('')}
-${windowSql(spec, files, from, end)}
+${windowSql(spec, files, bounds)}
 QUALIFY row_number() OVER (PARTITION BY ${keys.join(', ')} ORDER BY ${order.join(', ')}) = 1`;
 }
 
 async function materializeView(connection: DuckDBConnection, options: MaterializeOptions, view: FeatureView, start: EpochMs | null): Promise<{ rows: number; written: number; stale: number }> {
   const spec = onlineViewSpec(view);
   const { end } = options;
-  const ttlFloor = spec.ttlMs > 0 ? asEpochMs(end - spec.ttlMs) : null;
-  const from = ttlFloor === null ? start : start === null ? ttlFloor : asEpochMs(Math.max(start, ttlFloor));
+  const bounds: WindowBounds = { after: start, since: spec.ttlMs > 0 ? asEpochMs(end - spec.ttlMs) : null, end };
   options.onProgress?.(view.name, 0, undefined);
-  const files = await filesBetween(options.offlineDir, view.name, from, end);
+  const lowest = bounds.after === null ? bounds.since : bounds.since === null ? bounds.after : asEpochMs(Math.max(bounds.after, bounds.since));
+  const files = await filesBetween(options.offlineDir, view.name, lowest, end);
   if (files.length === 0) return { rows: 0, written: 0, stale: 0 };
   const described = await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlList(files)}, union_by_name = true, hive_partitioning = false)`);
   const present = new Set(described.getRowObjects().map((r) => String(r.column_name)));
@@ -168,10 +186,10 @@ async function materializeView(connection: DuckDBConnection, options: Materializ
   }
 
   // The number of entities, for the progress bar: a scan of the key and time columns only.
-  const counted = await connection.runAndReadAll(`SELECT count(*)::DOUBLE AS n FROM (SELECT DISTINCT ${spec.joinKeys.map((k) => sqlIdent(k.name)).join(', ')} ${windowSql(spec, files, from, end)})`);
+  const counted = await connection.runAndReadAll(`SELECT count(*)::DOUBLE AS n FROM (SELECT DISTINCT ${spec.joinKeys.map((k) => sqlIdent(k.name)).join(', ')} ${windowSql(spec, files, bounds)})`);
   const total = Number(counted.getRowObjects()[0]!.n);
   options.onProgress?.(view.name, 0, total);
-  const result = await connection.stream(latestRowsSql(spec, files, present, from, end));
+  const result = await connection.stream(latestRowsSql(spec, files, present, bounds));
   const convert = spec.features.map((f) => duckdbToOnline(f.type));
   const batchSize = options.batchSize ?? 10_000;
   const maxInFlight = options.inFlight ?? 4;
@@ -184,19 +202,20 @@ async function materializeView(connection: DuckDBConnection, options: Materializ
   let batch: OnlineRow[] = [];
 
   const flush = async (): Promise<void> => {
-    const rowsOut = batch;
-    batch = [];
-    const p = options.store.write(spec, rowsOut).then(
+    // Only the count is kept: the rows are garbage once the store has encoded them.
+    const count = batch.length;
+    const p = options.store.write(spec, batch).then(
       (r) => {
         written += r.written;
         stale += r.stale;
-        handed += rowsOut.length;
+        handed += count;
         options.onProgress?.(view.name, handed, total);
       },
       (err) => {
         failure ??= err;
       },
     );
+    batch = [];
     pending.push(p);
     if (pending.length >= maxInFlight) await pending.shift();
   };

@@ -1,13 +1,14 @@
 /**
  * Materialization watermarks, kept in the registry's state beside the definitions: per view, the
  * end of the last materialized window, so `larder materialize --end T` without `--start` loads
- * only rows with event time in [watermark, T).
+ * only rows with event time in (watermark, T]: a row exactly at the watermark went online with
+ * the run that set it.
  */
 import { asEpochMs, formatInstant, parseInstant, type EpochMs } from '../core/time.js';
 import type { Registry } from '../registry/registry.js';
 
 export interface Watermark {
-  /** Rows with event time before this are online. ISO-8601. */
+  /** Rows with event time at or before this are online (those fresh at it). ISO-8601. */
   end: string;
   /** When the window was materialized. ISO-8601. */
   materializedAt: string;

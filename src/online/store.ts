@@ -7,11 +7,19 @@
  * - A write keeps, per (entity, view), the row with the greatest (event time, created time),
  *   decided atomically in the store. On an equal pair the stored row stays: a re-run of the same
  *   materialization changes nothing, and a correction must carry a greater created time.
- * - A record expires at the greatest `event time + ttl` over the views written to it, never
- *   earlier than it already would; a view with ttl 0 makes the record persistent for good. An
- *   expired record reads as absent and a write to it starts afresh. Whether a value is still
- *   fresh for a request (OUTSIDE_MAX_AGE) is decided at read time by the caller, from the event
- *   time returned.
+ * - Stale and gone are two things. A value is *stale* when its row is older than its view's TTL
+ *   at the read's `now` (now - ttl > event time): the read path (online-features.ts) decides that
+ *   from the event time a read returns, and answers OUTSIDE_MAX_AGE with a null value and the
+ *   row's event time, for as long as the record holds the value. A record is *gone* once its
+ *   expiry, judged by the store's clock, has passed: the greatest `event time + ttl` over the
+ *   views written to it, never earlier than it already would; a view with ttl 0 makes the record
+ *   persistent for good. A gone record reads as absent (NOT_FOUND) whether Redis has deleted it
+ *   yet or not (the embedded store replaces it at the next write to the entity), and a write to
+ *   it starts afresh. So a value is stale but present when another view keeps its record alive
+ *   (a longer or no TTL), when the read's `now` is ahead of the store's clock, or after its
+ *   view's TTL was shortened; a record whose views are all past their TTL is gone. Materializing
+ *   old data shows both: a row already past its TTL by the clock lands in a new record that
+ *   expires at once (NOT_FOUND), or in a live one where it reads OUTSIDE_MAX_AGE.
  * - A value written under another schema of its view reads as absent.
  */
 import type { DurationMs, EpochMs } from '../core/time.js';

@@ -3,15 +3,24 @@
  * entity key is the hash tag, so one entity is one slot of a Cluster and one key to read. Its
  * fields are view names, each holding the view's binary value (codec.ts). Writes go through
  * commands/write-n.lua (compare and write atomically, expiry kept); reads are one HMGET per
- * entity, pipelined: N entities cost one round trip (one per Cluster node involved).
+ * entity, pipelined: N entities cost one round trip (one per Cluster node involved). The record's
+ * expiry (store.ts) is the key's Redis expiry, so Redis deletes a gone record by itself; a record
+ * a view without TTL was written to expires in the year 9999 (NEVER_EXPIRES_MS).
  */
 import { OnlineStoreUnavailableError, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
-import { ByteWriter } from '../codec.js';
+import { ByteWriter, HEADER_BYTES } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
 
 /** Entities per script call on a standalone server: big enough to amortise the call, small enough not to stall other clients. */
 const KEYS_PER_CALL = 500;
+
+/**
+ * The expiry of a record a view without TTL was written to: 9999-12-31T23:59:59.999Z, in
+ * practice never. Every record has an expiry (see commands/write-n.lua), which lets the write
+ * script set a new record's expiry in one command; `PEXPIRETIME` shows this value.
+ */
+export const NEVER_EXPIRES_MS = 253_402_300_799_999;
 
 export class RedisOnlineStore implements OnlineStore {
   readonly url: string;
@@ -31,35 +40,60 @@ export class RedisOnlineStore implements OnlineStore {
     return `${this.prefix}{${key}}`;
   }
 
-  async write(view: OnlineViewSpec, rows: readonly OnlineRow[]): Promise<WriteResult> {
-    if (rows.length === 0) return { written: 0, stale: 0 };
+  write(view: OnlineViewSpec, rows: readonly OnlineRow[]): Promise<WriteResult> {
+    const total = rows.length;
+    if (total === 0) return Promise.resolve({ written: 0, stale: 0 });
+    let calls: Promise<number>[];
+    try {
+      calls = this.sendWrites(view, rows);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Nothing here holds on to `rows`: a bulk load's rows are garbage once encoded.
+    return this.guard(Promise.all(calls), 'write').then((counts) => {
+      let written = 0;
+      for (const c of counts) written += c;
+      return { written, stale: total - written };
+    });
+  }
+
+  /** Encodes the rows and issues the write script calls (commands/write-n.lua documents the arguments). */
+  private sendWrites(view: OnlineViewSpec, rows: readonly OnlineRow[]): Promise<number>[] {
     const client = this.connection.client;
-    const ttl = String(view.ttlMs);
     const calls: Promise<number>[] = [];
-    // Cluster: entities live in different slots, so one call per entity (pipelined per node).
-    const perCall = this.connection.cluster ? 1 : KEYS_PER_CALL;
-    for (let start = 0; start < rows.length; start += perCall) {
-      const end = Math.min(rows.length, start + perCall);
-      const n = end - start;
-      const args = new Array<string | Buffer>(n + 3);
-      const values = new ByteWriter(n * 64);
+    // The rows' script argument for the whole batch, in one buffer; each call sends its slice (a
+    // view that stays valid when `out` grows into a new buffer).
+    const out = new ByteWriter(rows.length * (HEADER_BYTES + 24 + 12 * view.features.length));
+    const encodeRow = (row: OnlineRow): void => {
+      const at = out.pos;
+      out.u32(0);
+      view.codec.encodeInto(out, row.eventMs, row.createdMs, row.values);
+      out.buf.writeUInt32BE(out.pos - at - 4, at);
+      writeDigits(out, view.ttlMs > 0 ? Math.ceil(row.eventMs + view.ttlMs) : NEVER_EXPIRES_MS);
+    };
+    if (this.connection.cluster) {
+      // Entities live in different slots: one call per entity, which the client pipelines per node.
+      for (const row of rows) {
+        const from = out.pos;
+        encodeRow(row);
+        calls.push(client.larderWrite1(this.keyOf(row.key), view.name, out.buf.subarray(from, out.pos)));
+      }
+      return calls;
+    }
+    for (let start = 0; start < rows.length; start += KEYS_PER_CALL) {
+      const n = Math.min(rows.length, start + KEYS_PER_CALL) - start;
+      const args = new Array<string | Buffer>(n + 2);
+      const from = out.pos;
       for (let i = 0; i < n; i++) {
         const row = rows[start + i]!;
         args[i] = this.keyOf(row.key);
-        const at = values.pos;
-        values.u32(0);
-        view.codec.encodeInto(values, row.eventMs, row.createdMs, row.values);
-        values.buf.writeUInt32BE(values.pos - at - 4, at);
+        encodeRow(row);
       }
       args[n] = view.name;
-      args[n + 1] = ttl;
-      args[n + 2] = values.bytes();
-      calls.push(this.connection.cluster ? client.larderWrite1(args[0] as string, ...args.slice(1)) : client.larderWrite(n, ...args));
+      args[n + 1] = out.buf.subarray(from, out.pos);
+      calls.push(client.larderWrite(n, ...args));
     }
-    const counts = await this.guard(Promise.all(calls), 'write');
-    let written = 0;
-    for (const c of counts) written += c;
-    return { written, stale: rows.length - written };
+    return calls;
   }
 
   async read(keys: readonly EntityKey[], views: readonly OnlineViewSpec[]): Promise<(StoredValue | null)[][]> {
@@ -122,4 +156,25 @@ export class RedisOnlineStore implements OnlineStore {
       work.catch(() => {});
     }
   }
+}
+
+/**
+ * One byte, the number of characters, then the decimal text of an integer (an expiry in epoch
+ * ms). By hand: String() of a 13-digit double costs more than encoding the rest of the row.
+ */
+function writeDigits(out: ByteWriter, value: number): void {
+  if (!Number.isSafeInteger(value)) throw new Error(`online store: expiry ${value} is not an integer number of ms`);
+  let n = Math.abs(value);
+  let count = 1;
+  for (let rest = n; rest >= 10; rest = Math.floor(rest / 10)) count++;
+  const length = count + (value < 0 ? 1 : 0);
+  out.ensure(1 + length);
+  const buf = out.buf;
+  buf[out.pos] = length;
+  if (value < 0) buf[out.pos + 1] = 0x2d; // '-'
+  for (let i = out.pos + length; count > 0; count--, i--) {
+    buf[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  out.pos += 1 + length;
 }

@@ -1,0 +1,55 @@
+/**
+ * The express app: every route but the hot one, which server.ts answers before express (it
+ * is registered here too, so the app alone serves everything). Handlers stay thin: parse,
+ * call a service function, answer; errors.ts maps what they throw.
+ */
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { serve, type ServingContext } from './context.js';
+import { HttpError, sendError } from './errors.js';
+import type { RouteLabel } from './metrics.js';
+import { healthRoute } from './routes/health.js';
+import { historicalRoute } from './routes/historical.js';
+import { metricsRoute } from './routes/metrics.js';
+import { onlineFeaturesRoute } from './routes/online.js';
+import { pushRoute } from './routes/push.js';
+import { registryRoute } from './routes/registry.js';
+
+/** Adds routes of other modules (`/predict/:model`) before the 404 answer. */
+export type AppExtension = (app: Express, ctx: ServingContext) => void;
+
+export function createApp(ctx: ServingContext, extend?: AppExtension): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  // Answers are computed per request; an ETag would only cost a hash of every body.
+  app.set('etag', false);
+
+  const routes: { path: RouteLabel; method: 'get' | 'post'; handler: ReturnType<typeof serve> }[] = [
+    { path: '/get-online-features', method: 'post', handler: serve(ctx, '/get-online-features', onlineFeaturesRoute(ctx)) },
+    { path: '/push', method: 'post', handler: serve(ctx, '/push', pushRoute(ctx)) },
+    { path: '/get-historical-features', method: 'post', handler: serve(ctx, '/get-historical-features', historicalRoute(ctx)) },
+    { path: '/health', method: 'get', handler: serve(ctx, '/health', healthRoute(ctx)) },
+    { path: '/metrics', method: 'get', handler: serve(ctx, '/metrics', metricsRoute(ctx)) },
+    { path: '/registry', method: 'get', handler: serve(ctx, '/registry', registryRoute(ctx)) },
+  ];
+  for (const r of routes) app[r.method](r.path, (req, res) => r.handler(req, res));
+  extend?.(app, ctx);
+  for (const r of routes) {
+    const allow = r.method === 'get' ? 'GET, HEAD' : 'POST';
+    app.all(
+      r.path,
+      serve(ctx, r.path, async () => {
+        throw new HttpError(405, `method: ${r.path} takes ${allow}`, { field: 'method', allow }, { allow });
+      }),
+    );
+  }
+  app.use(
+    serve(ctx, 'unmatched', async (req) => {
+      throw new HttpError(404, `no route ${req.method} ${(req.url ?? '').split('?')[0]} (routes: ${routes.map((r) => `${r.method.toUpperCase()} ${r.path}`).join(', ')})`);
+    }),
+  );
+  // What express itself throws (a malformed URL...).
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, err instanceof Error && 'status' in err && typeof err.status === 'number' && err.status < 500 ? new HttpError(err.status, err.message) : err, ctx.log, `${req.method} ${req.path}`);
+  });
+  return app;
+}

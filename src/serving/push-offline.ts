@@ -1,0 +1,149 @@
+/**
+ * Pushed rows into the offline store (CONTRACT s.7): per touched date partition, one file
+ * `push-<time>-<uuid>.parquet` beside backfill's `data.parquet`, in exactly backfill's layout
+ * (`offlineColumns(view)`), sorted by join keys and event time. A file is written through DuckDB
+ * under a hidden temp name in its partition folder and flushed to disk (`stage`), then renamed
+ * into place (`commit`): it appears whole or not at all, and a push whose online write fails
+ * after staging is dropped (`abort`) without a trace. Hive readers skip the hidden names.
+ */
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { DuckDBDataChunk, type DuckDBConnection, type DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
+import { joinKeysOf } from '../definitions/loader.js';
+import type { FeatureView } from '../definitions/types.js';
+import { offlineColumns } from '../offline/backfill.js';
+import { openDuckDB, sqlIdent, sqlString } from '../offline/duckdb.js';
+import { EVENT_TIMESTAMP, partitionDir } from '../offline/layout.js';
+import { OfflineWriteError } from './errors.js';
+
+/** One row in `offlineColumns(view)` order, and its partition date. */
+export interface OfflineRow {
+  date: string;
+  values: readonly DuckDBValue[];
+}
+
+export interface StagedFile {
+  /** The hidden name it is written under. */
+  temp: string;
+  /** Where it goes on commit. */
+  path: string;
+}
+
+const failed = (what: string, err: unknown): OfflineWriteError => new OfflineWriteError(`offline store: ${what}: ${(err as Error)?.message?.split('\n')[0] ?? String(err)}`, { cause: err });
+
+/** DuckDB vector size: an appended chunk holds at most this many rows. */
+const CHUNK = 2048;
+let tableCounter = 0;
+
+export class PushFileWriter {
+  private db: Promise<{ instance: DuckDBInstance; close(): void }> | undefined;
+
+  constructor(private readonly offlineDir: string) {}
+
+  /** Writes the rows of one view into hidden files, one per date, flushed to disk. */
+  async stage(view: FeatureView, rows: readonly OfflineRow[], stamp: string): Promise<StagedFile[]> {
+    if (rows.length === 0) return [];
+    const columns = offlineColumns(view);
+    let connection: DuckDBConnection;
+    try {
+      connection = await (await this.instance()).connect();
+    } catch (err) {
+      throw failed('opening DuckDB', err);
+    }
+    const table = `__push_${++tableCounter}`;
+    const staged: StagedFile[] = [];
+    try {
+      await connection.run(`CREATE TABLE ${sqlIdent(table)} (${[...columns.map((c) => `${sqlIdent(c.name)} ${c.type}`), '__date VARCHAR'].join(', ')})`);
+      const appender = await connection.createAppender(table);
+      try {
+        const types = Array.from({ length: appender.columnCount }, (_, i) => appender.columnType(i));
+        for (let start = 0; start < rows.length; start += CHUNK) {
+          const n = Math.min(CHUNK, rows.length - start);
+          const chunk = DuckDBDataChunk.create(types, n);
+          const data = types.map(() => new Array<DuckDBValue>(n));
+          for (let r = 0; r < n; r++) {
+            const row = rows[start + r]!;
+            for (let c = 0; c < columns.length; c++) data[c]![r] = row.values[c]!;
+            data[columns.length]![r] = row.date;
+          }
+          chunk.setColumns(data);
+          appender.appendDataChunk(chunk);
+        }
+        appender.flushSync();
+      } finally {
+        appender.closeSync();
+      }
+      const order = [...joinKeysOf(view), EVENT_TIMESTAMP].map(sqlIdent).join(', ');
+      const names = columns.map((c) => sqlIdent(c.name)).join(', ');
+      for (const date of [...new Set(rows.map((r) => r.date))].sort()) {
+        const dir = partitionDir(this.offlineDir, view.name, date);
+        const name = `push-${stamp}-${randomUUID()}.parquet`;
+        const file: StagedFile = { temp: join(dir, `.${name}.tmp`), path: join(dir, name) };
+        await mkdir(dir, { recursive: true });
+        staged.push(file);
+        await connection.run(
+          `COPY (SELECT ${names} FROM ${sqlIdent(table)} WHERE __date = ${sqlString(date)} ORDER BY ${order}) TO ${sqlString(file.temp)} (FORMAT parquet, COMPRESSION zstd)`,
+        );
+        await syncFile(file.temp);
+      }
+      return staged;
+    } catch (err) {
+      await this.abort(staged);
+      throw failed(`writing the pushed rows of '${view.name}'`, err);
+    } finally {
+      await connection.run(`DROP TABLE IF EXISTS ${sqlIdent(table)}`).catch(() => {});
+      connection.closeSync();
+    }
+  }
+
+  /** Renames the staged files into place and makes the renames durable. */
+  async commit(files: readonly StagedFile[]): Promise<void> {
+    try {
+      for (const f of files) await rename(f.temp, f.path);
+    } catch (err) {
+      throw failed('moving pushed files into place', err);
+    }
+    for (const dir of new Set(files.map((f) => join(f.path, '..')))) await syncDir(dir);
+  }
+
+  /** Removes staged files: nothing of the push shows. */
+  async abort(files: readonly StagedFile[]): Promise<void> {
+    await Promise.all(files.map((f) => rm(f.temp, { force: true })));
+  }
+
+  close(): void {
+    const db = this.db;
+    this.db = undefined;
+    void db?.then((d) => d.close(), () => {});
+  }
+
+  /** One DuckDB for the server's pushes, opened on the first one. */
+  private async instance(): Promise<DuckDBInstance> {
+    this.db ??= openDuckDB({ memoryLimit: '256MB', threads: 1 }).catch((err: unknown) => {
+      this.db = undefined;
+      throw err;
+    });
+    return (await this.db).instance;
+  }
+}
+
+/** "2024-01-01T10:00:00.123Z" -> "20240101T100000123Z": sortable and safe in a file name. */
+export const fileStamp = (ms: number): string => new Date(ms).toISOString().replace(/[-:.]/g, '');
+
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  try {
+    await syncFile(path);
+  } catch {
+    // Some filesystems refuse fsync on a folder; the rename is atomic all the same.
+  }
+}

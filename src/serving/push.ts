@@ -1,0 +1,271 @@
+/**
+ * `POST /push` (CONTRACT s.5): rows of a push source into the feature views it feeds, online,
+ * offline or both. The service function behind the route (and anything else that pushes).
+ *
+ * Everything is checked and computed before anything is written: the columns (push-input.ts),
+ * each view's join keys, its row transform (the same function backfill runs, given the same row
+ * shape) and the feature values it yields. Then, in an order that keeps a failure invisible:
+ * offline files are staged (written, flushed, hidden), the online store is written, and the
+ * files are renamed into place; an online failure drops the staged files. A 2xx means durable.
+ *
+ * Within one push, rows of one entity at one event time collapse to the last (as backfill keeps
+ * the later source row). Created time is the row's created timestamp field when given, else the
+ * time of the push, so a later push at the same event time wins, online and in datasets alike.
+ *
+ * Aggregation views take their pushed rows offline only for now, in their layout (features
+ * null, raw input columns after them) so datasets aggregate them; online they are served from
+ * streaming tiles, a later piece of work. A push `to` online of a source feeding only such views
+ * is refused with 501 naming them.
+ */
+import { DuckDBTimestampTZValue, type DuckDBValue } from '@duckdb/node-api';
+import { DefinitionError, InputError, errorMessage } from '../core/errors.js';
+import { asEpochMs, parseInstant, utcDate } from '../core/time.js';
+import { parseValueType, type KeyType, type ValueType } from '../core/value-types.js';
+import type { Definitions, FeatureView, PushSource, SourceRow } from '../definitions/types.js';
+import { aggregationInputs, valueConverter } from '../offline/backfill.js';
+import { canonicalKeyOrder, entityKeyFromCanonical, normaliseKeyValue, type EntityKey } from '../online/entity-key.js';
+import { joinKeySpecs, onlineViewSpec, type OnlineRow, type OnlineStore } from '../online/store.js';
+import { HttpError, notFound } from './errors.js';
+import { readPushColumns, type PushColumns } from './push-input.js';
+import { fileStamp, type OfflineRow, type PushFileWriter, type StagedFile } from './push-offline.js';
+import type { PushTarget } from './schemas.js';
+
+export interface PushRequest {
+  pushSource: string;
+  /** Columns of equal length: `{ weld_id: [...], amplitude: [...], event_timestamp: [...] }`. */
+  df: Readonly<Record<string, readonly unknown[]>>;
+  to: PushTarget;
+}
+
+export interface PushContext {
+  defs: Definitions;
+  store: OnlineStore;
+  files: PushFileWriter;
+  /** The push's created time (default: the clock, never the same twice in this process). */
+  now?: () => number;
+}
+
+export interface PushResult {
+  status: 'ok';
+  /** Rows received. */
+  rows: number;
+  /** Views that took the rows somewhere. */
+  views: string[];
+  online: string[];
+  offline: string[];
+  /** Views fed by the source that the target leaves out, and why. */
+  skipped: { view: string; reason: string }[];
+}
+
+/** Checks and writes a push; see the module comment. */
+export async function push(ctx: PushContext, request: PushRequest): Promise<PushResult> {
+  const source = pushSourceOf(ctx.defs, request.pushSource);
+  const fed = [...ctx.defs.views.values()].filter((v) => v.source.name === source.name);
+  if (fed.length === 0) throw new InputError(`push_source_name: push source '${source.name}' feeds no feature view; nothing would store the rows`);
+  const plan = targets(source, fed, request.to);
+  const input = readPushColumns(source, request.df);
+  const createdNow = (ctx.now ?? monotonicNow)();
+
+  const written = fed.filter((v) => plan.online.includes(v) || plan.offline.includes(v));
+  const prepared = written.map((view) => ({ view, rows: prepareView(view, source, input, createdNow, plan.offline.includes(view)) }));
+  // One view after another: should the store fail midway, the views before stay written (the
+  // 503 says the push failed; pushing it again is harmless, the same rows win or tie).
+  const staged: StagedFile[] = [];
+  try {
+    const stamp = fileStamp(createdNow);
+    for (const { view, rows } of prepared) {
+      if (plan.offline.includes(view)) staged.push(...(await ctx.files.stage(view, rows.map((r) => r.offline!), stamp)));
+    }
+    for (const { view, rows } of prepared) {
+      if (plan.online.includes(view)) await ctx.store.write(onlineViewSpec(view), rows.map((r) => r.online));
+    }
+  } catch (err) {
+    await ctx.files.abort(staged);
+    throw err;
+  }
+  await ctx.files.commit(staged);
+  const names = (views: FeatureView[]) => views.map((v) => v.name);
+  return {
+    status: 'ok',
+    rows: input.rows,
+    views: names(written),
+    online: names(plan.online),
+    offline: names(plan.offline),
+    skipped: plan.skipped,
+  };
+}
+
+function pushSourceOf(defs: Definitions, name: string): PushSource {
+  const source = defs.sources.get(name);
+  const pushSources = [...defs.sources.values()].filter((s) => s.type === 'push').map((s) => s.name).sort();
+  if (!source || source.type !== 'push') {
+    throw notFound(`push_source_name: no push source '${name}' (defined: ${pushSources.join(', ') || 'none'})`, { field: 'push_source_name', pushSources });
+  }
+  return source;
+}
+
+interface Targets {
+  online: FeatureView[];
+  offline: FeatureView[];
+  skipped: { view: string; reason: string }[];
+}
+
+function targets(source: PushSource, fed: FeatureView[], to: PushTarget): Targets {
+  const wantsOnline = to !== 'offline';
+  const wantsOffline = to !== 'online';
+  const out: Targets = { online: [], offline: wantsOffline ? [...fed] : [], skipped: [] };
+  if (!wantsOnline) return out;
+  for (const view of fed) {
+    if (view.aggregatedFeatures) out.skipped.push({ view: view.name, reason: 'aggregation view: its online values come from streaming tiles, not served yet' });
+    else if (!view.online) out.skipped.push({ view: view.name, reason: 'online: false' });
+    else out.online.push(view);
+  }
+  if (out.online.length === 0) {
+    const aggregations = fed.filter((v) => v.aggregatedFeatures).map((v) => v.name);
+    if (aggregations.length) {
+      throw new HttpError(
+        501,
+        `to: push source '${source.name}' feeds only aggregation views (${aggregations.join(', ')}), whose online values come from streaming tiles, which are not served yet; push with "to": "offline" to store the rows for datasets`,
+        { field: 'to', views: aggregations },
+      );
+    }
+    throw new InputError(`to: push source '${source.name}' feeds no online feature view (${fed.map((v) => v.name).join(', ')} are online: false); push with "to": "offline"`);
+  }
+  return out;
+}
+
+interface PreparedRow {
+  online: OnlineRow;
+  offline?: OfflineRow;
+}
+
+let lastNow = 0;
+/** The clock in ms with µs, strictly increasing in this process: two pushes never share a created time. */
+function monotonicNow(): number {
+  const now = Math.round((performance.timeOrigin + performance.now()) * 1000) / 1000;
+  lastNow = now > lastNow ? now : lastNow + 0.001;
+  return lastNow;
+}
+
+const micros = (ms: number): DuckDBTimestampTZValue => new DuckDBTimestampTZValue(BigInt(Math.round(ms * 1000)));
+
+/** The rows of one view: keys, times and feature values, online and (when wanted) offline. */
+function prepareView(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number, offline: boolean): PreparedRow[] {
+  const keys = joinKeySpecs(view);
+  const ordered = canonicalKeyOrder(keys);
+  const keyColumns = ordered.map((k) => input.columns.get(k.name));
+  const layoutKeyColumns = keys.map((k) => input.columns.get(k.name));
+  for (const [i, k] of ordered.entries()) {
+    if (!keyColumns[i]) throw new DefinitionError(`featureView '${view.name}': join key '${k.name}' is not a column of push source '${source.name}'`);
+  }
+  const features = view.aggregatedFeatures ? undefined : featureComputer(view, source, input);
+  const inputs = view.aggregatedFeatures ? aggregationInputs(view).map((c) => ({ name: c, values: input.columns.get(c) })) : [];
+  const keyText = new Array<string>(ordered.length);
+
+  // Latest row per (entity, event time): greatest created time, then the later row. Aggregation
+  // views keep every event: each counts.
+  const latest = new Map<string, number>();
+  const keyOf = new Array<EntityKey>(input.rows);
+  const createdOf = new Array<number>(input.rows);
+  for (let i = 0; i < input.rows; i++) {
+    for (let k = 0; k < ordered.length; k++) {
+      try {
+        keyText[k] = normaliseKeyValue(ordered[k]!.type, keyColumns[k]![i]);
+      } catch (err) {
+        throw new InputError(`df.${ordered[k]!.name}[${i}]: ${(err as Error).message} (a join key of feature view '${view.name}')`);
+      }
+    }
+    keyOf[i] = entityKeyFromCanonical(ordered, keyText);
+    createdOf[i] = input.createdMs?.[i] ?? createdNow;
+    const id = view.aggregatedFeatures ? String(i) : `${keyOf[i]}\u0000${input.eventMs[i]}`;
+    const seen = latest.get(id);
+    if (seen === undefined || createdOf[i]! >= createdOf[seen]!) latest.set(id, i);
+  }
+
+  const out: PreparedRow[] = [];
+  for (const i of [...latest.values()].sort((a, b) => a - b)) {
+    const eventMs = asEpochMs(input.eventMs[i]!);
+    const createdMs = asEpochMs(createdOf[i]!);
+    const values = features ? features(i) : { online: view.aggregatedFeatures!.map(() => null), offline: view.aggregatedFeatures!.map(() => null) };
+    const row: PreparedRow = { online: { key: keyOf[i]!, eventMs, createdMs, values: values.online } };
+    if (offline) {
+      const inputValues = inputs.map((c) => {
+        const v = c.values?.[i];
+        if (v === null || v === undefined) return null;
+        if (typeof v === 'number') return v;
+        if (typeof v === 'bigint') return Number(v);
+        throw new InputError(`df.${c.name}[${i}]: expected a number (aggregation input of feature view '${view.name}'), got ${typeof v}`);
+      });
+      row.offline = {
+        date: utcDate(eventMs),
+        values: [...keys.map((k, j) => keyDuckValue(k.type, layoutKeyColumns[j]![i])), micros(eventMs), micros(createdMs), ...values.offline, ...inputValues],
+      };
+    }
+    out.push(row);
+  }
+  return out;
+}
+
+/** A join key as the layout stores it (BIGINT, INTEGER or VARCHAR); checked by normaliseKeyValue already. */
+function keyDuckValue(type: KeyType, value: unknown): DuckDBValue {
+  const text = normaliseKeyValue(type, value);
+  return type === 'int64' ? BigInt(text) : type === 'int32' ? Number(text) : text;
+}
+
+/**
+ * Per row, the view's feature values: from its transform (given the row as backfill gives it),
+ * else the source column of the same name; each checked against its type (backfill's converter)
+ * and turned into the online codec's value.
+ */
+function featureComputer(view: FeatureView, source: PushSource, input: PushColumns): (i: number) => { online: unknown[]; offline: DuckDBValue[] } {
+  const features = Object.entries(view.schema);
+  const names = [...input.columns.keys()];
+  const columns = names.map((n) => input.columns.get(n)!);
+  for (const [name] of features) {
+    if (!view.transform && !input.columns.has(name) && !(name in source.schema)) {
+      throw new DefinitionError(`featureView '${view.name}': feature '${name}' is not a column of push source '${source.name}'`);
+    }
+  }
+  const checks = features.map(([name, type]) => valueConverter(type, `feature '${name}' (${type})`));
+  const online = features.map(([, type]) => onlineValue(type));
+  return (i) => {
+    const row: SourceRow = {};
+    for (let c = 0; c < names.length; c++) row[names[c]!] = columns[c]![i];
+    let produced: Record<string, unknown> = row;
+    if (view.transform) {
+      try {
+        produced = view.transform(row) ?? {};
+      } catch (err) {
+        throw new InputError(`df[${i}]: the transform of feature view '${view.name}' failed on this row: ${errorMessage(err).split('\n')[0]}`);
+      }
+    }
+    const onlineValues = new Array<unknown>(features.length);
+    const offlineValues = new Array<DuckDBValue>(features.length);
+    for (let f = 0; f < features.length; f++) {
+      const name = features[f]![0];
+      // Own properties only: a feature named like an Object method must not read the method.
+      let value = Object.hasOwn(produced, name) ? produced[name] : undefined;
+      if (value === undefined) {
+        if (!Object.hasOwn(row, name)) throw new DefinitionError(`featureView '${view.name}': feature '${name}' is neither returned by the transform nor a column of push source '${source.name}'`);
+        value = row[name];
+      }
+      try {
+        offlineValues[f] = checks[f]!(value);
+      } catch (err) {
+        throw new InputError(`df[${i}]: feature view '${view.name}': ${errorMessage(err)}`);
+      }
+      onlineValues[f] = online[f]!(value);
+    }
+    return { online: onlineValues, offline: offlineValues };
+  };
+}
+
+/** A checked feature value as the online codec takes it: timestamps as epoch ms. */
+function onlineValue(type: ValueType): (value: unknown) => unknown {
+  const parsed = parseValueType(type);
+  if (parsed.kind === 'scalar' && parsed.type === 'timestamp') {
+    return (v) => (v === null || v === undefined ? null : parseInstant(v as string | number | Date));
+  }
+  return (v) => (v === undefined ? null : v);
+}
+

@@ -1,0 +1,26 @@
+/** `POST /push`: JSON `{ push_source_name, df, to }`, or an Arrow IPC stream with `?push_source_name=...&to=...`. Needs an API key when keys are set. */
+import { arrowColumns, readArrowBody } from '../arrow-columns.js';
+import { bodyKind, parseJsonBody, readBody } from '../body.js';
+import { queryOf, type Handler, type ServingContext } from '../context.js';
+import { sendJson } from '../errors.js';
+import { push, type PushRequest } from '../push.js';
+import { parseWith, pushQuerySchema, pushRequestSchema } from '../schemas.js';
+
+export function pushRoute(ctx: ServingContext): Handler {
+  return async (req, res) => {
+    ctx.auth.check(req);
+    const kind = bodyKind(req, ['json', 'arrow']);
+    const raw = await readBody(req, ctx.maxBodyBytes);
+    let request: PushRequest;
+    if (kind === 'json') {
+      const body = parseWith(pushRequestSchema, parseJsonBody(raw));
+      request = { pushSource: body.push_source_name, df: body.df, to: body.to ?? 'online' };
+    } else {
+      const query = parseWith(pushQuerySchema, queryOf(req), 'query');
+      request = { pushSource: query.push_source_name, df: arrowColumns(readArrowBody(raw)), to: query.to ?? 'online' };
+    }
+    const result = await push({ defs: ctx.state.served.defs, store: ctx.store, files: ctx.files }, request);
+    ctx.metrics.pushed(request.pushSource, request.to, result.rows);
+    sendJson(res, 200, result);
+  };
+}
