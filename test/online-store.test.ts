@@ -411,6 +411,29 @@ describe('redis record expiry', () => {
     expect(redisKey).toBe(`${prefix}{driver_id=1}`);
   });
 
+  it('compares and sets the expiry on every path of a batch mixing new, newer and older rows', async () => {
+    // The script picks its first command from the previous row (new: HSETNX, present: HGET);
+    // this batch takes each path after each other one.
+    const spec = onlineViewSpec(stats);
+    const t = Date.now();
+    await store.write(spec, [row(1, t, [1, 1]), row(2, t, [2, 2])]);
+    const batch = [
+      row(1, t + 1, [1, 11]), // present, newer
+      row(3, t, [3, 3]), // new after a present row
+      row(2, t - 1, [2, 22]), // present, older
+      row(4, t + 2, [4, 4]), // new after an older row
+      row(5, t + 3, [5, 5]), // new after a new row
+      row(1, t, [1, 111]), // present, older than the first row of this batch
+      row(6, t, [6, 6], 5), // new after an older row, with a created time
+      row(6, t, [6, 66], 6), // present, same event time, later created: wins
+    ];
+    expect(await store.write(spec, batch)).toEqual({ written: 6, stale: 2 });
+    const read = await store.read([1, 2, 3, 4, 5, 6].map(key), [spec]);
+    expect(read.map(([v]) => v?.values[1])).toEqual([11, 2, 3, 4, 5, 66]);
+    const expiries = await Promise.all([1, 2, 3, 4, 5, 6].map(async (id) => Number(await admin.call('PEXPIRETIME', store.keyOf(key(id))))));
+    expect(expiries).toEqual([t + 1, t, t, t + 2, t + 3, t].map((e) => e + HOUR));
+  });
+
   it('deletes a new record whose expiry has already passed, and never shortens an existing one', async () => {
     const now = Date.now();
     const old = now - 3 * HOUR;

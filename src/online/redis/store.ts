@@ -160,7 +160,7 @@ export class RedisOnlineStore implements OnlineStore {
 
 /**
  * One byte, the number of characters, then the decimal text of an integer (an expiry in epoch
- * ms). By hand: String() of a 13-digit double costs more than encoding the rest of the row.
+ * ms). By hand: String() of a 13-digit double costs about as much as encoding the whole row.
  */
 function writeDigits(out: ByteWriter, value: number): void {
   if (!Number.isSafeInteger(value)) throw new Error(`online store: expiry ${value} is not an integer number of ms`);

@@ -12,7 +12,8 @@
                 ms + TTL rounded up, or 253402300799999 (9999-12-31T23:59:59.999Z) for a view
                 without TTL.
               One argument rather than one per key halves the client's work per row; the expiry
-              comes as text because formatting a number costs Redis more than the rest of a row.
+              comes as text because turning a number into text (string.format, or a number
+              given to redis.call) costs Redis about half a microsecond a row.
 
   Newer: a greater event time, or an equal one with a greater created time. A stored value
   of another schema fingerprint (written before a breaking change) is always replaced.
