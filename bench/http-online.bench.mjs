@@ -173,7 +173,7 @@ const total = Math.floor(cfg.rate * cfg.duration);
 const latency = new Float64Array(total);
 const waiting = [];
 const idle = [];
-let sent = 0, done = 0, non2xx = 0, errors = 0, t0 = 0;
+let sent = 0, done = 0, non2xx = 0, errors = 0, resent = 0, t0 = 0;
 const dueAt = (k) => t0 + (k * 1000) / cfg.rate;
 
 function finish(k, ok) {
@@ -182,25 +182,32 @@ function finish(k, ok) {
   const seconds = (performance.now() - t0) / 1000;
   const sorted = latency.filter((x) => !Number.isNaN(x)).sort();
   const at = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-  console.log(JSON.stringify({ requests: total, seconds, rate: total / seconds, non2xx, errors, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: sorted[sorted.length - 1], autocannonP99: null }));
+  console.log(JSON.stringify({ requests: total, seconds, rate: total / seconds, non2xx, errors, resent, p50: at(0.5), p90: at(0.9), p99: at(0.99), p999: at(0.999), max: sorted[sorted.length - 1], autocannonP99: null }));
   process.exit(0);
 }
 
 function connection() {
   const socket = net.connect(Number(target.port), target.hostname);
   socket.setNoDelay(true);
-  const c = { socket, k: -1, head: '', body: -1 };
+  const c = { socket, k: -1, head: '', body: -1, dead: false };
   socket.on('data', (chunk) => {
     let at = 0;
-    while (at < chunk.length) {
+    while (at < chunk.length && !c.dead) {
       if (c.body < 0) {
         // Headers: read up to the blank line, then how long the body is.
         const text = c.head + chunk.toString('latin1', at, Math.min(chunk.length, at + 2048));
         const end = text.indexOf('\\r\\n\\r\\n');
         if (end < 0) { c.head = text; at = chunk.length; continue; }
         const headers = text.slice(0, end);
+        const length = /content-length: *(\\d+)/i.exec(headers);
+        if (!length) {
+          // The server closing a socket it found idle (Node answers 408 then): not an answer to
+          // the request on it, which goes out again on another socket.
+          retire(c);
+          return;
+        }
         if (headers.slice(9, 12) !== '200') non2xx++;
-        c.body = Number(/content-length: *(\\d+)/i.exec(headers)[1]);
+        c.body = Number(length[1]);
         at += end + 4 - c.head.length;
         c.head = '';
       }
@@ -216,19 +223,42 @@ function connection() {
       }
     }
   });
-  socket.on('error', () => { errors++; if (c.k >= 0) finish(c.k, false); });
+  socket.on('error', () => {});
+  socket.on('close', () => retire(c));
   return c;
 }
 
+/** A socket the server closed: its request, if any, goes again; a new socket takes its place. */
+function retire(c) {
+  if (c.dead) return;
+  c.dead = true;
+  c.socket.destroy();
+  const at = idle.indexOf(c);
+  if (at >= 0) idle.splice(at, 1);
+  idle.push(connection());
+  if (c.k >= 0) {
+    const k = c.k;
+    c.k = -1;
+    resent++;
+    due(k);
+  }
+}
+
+// Sockets are taken in turn (first idle first), so none sits idle long enough to be closed.
 function next(c) {
   const k = waiting.shift();
   if (k === undefined) idle.push(c);
-  else { c.k = k; c.socket.write(requests[k % requests.length]); }
+  else send(c, k);
+}
+
+function send(c, k) {
+  c.k = k;
+  c.socket.write(requests[k % requests.length]);
 }
 
 function due(k) {
-  const c = idle.pop();
-  if (c) { c.k = k; c.socket.write(requests[k % requests.length]); }
+  const c = idle.shift();
+  if (c) send(c, k);
   else waiting.push(k);
 }
 
@@ -343,6 +373,7 @@ const phaseSummary = (r) => ({
   loadCpuUsPerRequest: round(r.loadCpuUsPerRequest, 1),
   non2xx: r.non2xx,
   errors: r.errors,
+  ...(r.resent !== undefined && { resent: r.resent }),
 });
 
 try {

@@ -6,6 +6,7 @@
  * nothing written; API keys (401, 403, then 200).
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { Redis } from 'ioredis';
@@ -290,6 +291,28 @@ describe('a bad push writes nothing', () => {
     expect(await offlineFiles()).toEqual(before);
     const values = await online([5001, 5002], ['driver_speed:speed']);
     expect(values.driver_speed__speed).toEqual([null, null]);
+  });
+});
+
+describe('a store that fails during a push', () => {
+  it('answers 503 and leaves no offline file: the staged files are dropped', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const down = await startServer({ config: { ...config, online: `redis://127.0.0.1:${port}` }, port: 0, registry: new FileRegistry(join(config.home, 'registry.json')), log: () => {} });
+    try {
+      const before = await offlineFiles();
+      const res = await request('/push', { push_source_name: 'trips', df: tripsDf([7001, 7002], T0 + 300_000), to: 'online_and_offline' }, undefined, down.url);
+      expect(res.status).toBe(503);
+      expect(res.json.error).toMatch(/^online store redis:/);
+      expect(await offlineFiles()).toEqual(before);
+      const metrics = await (await fetch(`${down.url}/metrics`)).text();
+      expect(metrics).toMatch(/larder_store_errors_total\{store="online"\} [1-9]/);
+      expect(metrics).not.toMatch(/larder_rows_pushed_total\{/);
+    } finally {
+      await down.close();
+    }
   });
 });
 
