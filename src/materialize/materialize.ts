@@ -20,6 +20,7 @@
  *
  * Aggregation views are served from streaming tiles (a later issue) and are skipped with a note.
  */
+import { viewsNamed } from '../definitions/select-views.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -118,10 +119,8 @@ function selectViews(defs: Definitions, names: readonly string[] | undefined): {
       return skipped ? { view, skipped } : { view };
     });
   }
-  return [...new Set(names)].map((name) => {
-    const view = defs.views.get(name);
-    if (!view) throw new InputError(`--views: unknown view '${name}' (defined: ${[...defs.views.keys()].join(', ') || 'none'})`);
-    if (!view.online && !view.aggregatedFeatures) throw new InputError(`--views: feature view '${name}' is not online (online: false)`);
+  return viewsNamed(defs, names).map((view) => {
+    if (!view.online && !view.aggregatedFeatures) throw new InputError(`--views: feature view '${view.name}' is not online (online: false)`);
     const skipped = note(view);
     return skipped ? { view, skipped } : { view };
   });

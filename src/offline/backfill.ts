@@ -29,6 +29,7 @@ import { duckdbType, parseValueType, type ValueType } from '../core/value-types.
 import { joinKeysOf } from '../definitions/loader.js';
 import type { BatchSource, Definitions, FeatureView, SourceRow } from '../definitions/types.js';
 import { aggregationAtEventsSql } from './aggregation-sql.js';
+import { viewsNamed } from '../definitions/select-views.js';
 import { openDuckDB, sqlIdent, sqlString } from './duckdb.js';
 import { CREATED_TIMESTAMP, EVENT_TIMESTAMP, viewDir } from './layout.js';
 import { replaceRange, type LayoutColumn } from './partition-writer.js';
@@ -116,10 +117,8 @@ function selectViews(defs: Definitions, names: readonly string[] | undefined): {
   if (!names) {
     return [...defs.views.values()].map((view) => (backfillSourceOf(view) ? { view } : { view, skipped: noSource(view) }));
   }
-  return [...new Set(names)].map((name) => {
-    const view = defs.views.get(name);
-    if (!view) throw new InputError(`--views: unknown view '${name}' (defined: ${[...defs.views.keys()].sort().join(', ') || 'none'})`);
-    if (!backfillSourceOf(view)) throw new InputError(`featureView '${name}': ${noSource(view)}`);
+  return viewsNamed(defs, names).map((view) => {
+    if (!backfillSourceOf(view)) throw new InputError(`featureView '${view.name}': ${noSource(view)}`);
     return { view };
   });
 }
