@@ -8,7 +8,8 @@
  * leaves behind is removed by the next run. A day only partly covered by the range keeps its old
  * rows outside the range. Pushed files (`push-*.parquet`) beside `data.parquet` are never touched.
  */
-import { access, mkdir, open, readdir, rename, rm, rmdir, unlink, writeFile, readFile } from 'node:fs/promises';
+import { syncDir, syncFile } from '../core/fsync.js';
+import { access, mkdir, readdir, rename, rm, rmdir, unlink, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { DuckDBConnection } from '@duckdb/node-api';
@@ -206,20 +207,3 @@ async function removeIfPresent(path: string): Promise<boolean> {
   }
 }
 
-/** fsync before rename, so a power cut cannot leave a renamed but empty file. */
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDir(path: string): Promise<void> {
-  try {
-    await syncFile(path);
-  } catch {
-    // Some filesystems refuse fsync on a directory; the renames are still atomic.
-  }
-}

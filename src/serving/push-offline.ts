@@ -6,7 +6,8 @@
  * into place (`commit`): it appears whole or not at all, and a push whose online write fails
  * after staging is dropped (`abort`) without a trace. Hive readers skip the hidden names.
  */
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { syncDir, syncFile } from '../core/fsync.js';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { DuckDBDataChunk, type DuckDBConnection, type DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
@@ -131,19 +132,3 @@ export class PushFileWriter {
 /** "2024-01-01T10:00:00.123Z" -> "20240101T100000123Z": sortable and safe in a file name. */
 export const fileStamp = (ms: number): string => new Date(ms).toISOString().replace(/[-:.]/g, '');
 
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDir(path: string): Promise<void> {
-  try {
-    await syncFile(path);
-  } catch {
-    // Some filesystems refuse fsync on a folder; the rename is atomic all the same.
-  }
-}
