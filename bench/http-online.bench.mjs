@@ -18,6 +18,7 @@
 // (from /proc): on a shared 2-core machine, a neighbour's load shows there, not in the rate.
 // Latency percentiles are exact (every response timed, in fractions of a ms); for (c) autocannon's
 // own p99 (whole milliseconds) is reported beside. Prints one JSON line.
+// --profile DIR writes CPU profiles of both servers (the baseline's under DIR/baseline).
 //   REDIS_URL=redis://127.0.0.1:6379 node bench/http-online.bench.mjs [--duration 15] [--rate100 100] [--phases a,b,c] [--profile DIR]
 import { register as registerTsx } from 'tsx/esm/api';
 import { register } from 'node:module';
@@ -434,7 +435,7 @@ ${VIEWS.map(
     { LARDER_REPO: repo, LARDER_HOME: home, LARDER_ONLINE: REDIS_URL, LARDER_ONLINE_PREFIX: prefix, LARDER_REGISTRY: `file:${join(home, 'registry.json')}`, LARDER_API_KEYS: '' },
     /Larder serving on (http:\/\/127\.0\.0\.1:\d+)/,
   );
-  const baseline = await start('baseline', [join(dir, 'baseline.mjs')], { BASELINE: JSON.stringify({ prefix, redisUrl: REDIS_URL, views: VIEWS }) }, /baseline serving on (http:\/\/127\.0\.0\.1:\d+)/);
+  const baseline = await start('baseline', [...(PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', join(PROFILE_DIR, 'baseline')] : []), join(dir, 'baseline.mjs')], { BASELINE: JSON.stringify({ prefix, redisUrl: REDIS_URL, views: VIEWS }) }, /baseline serving on (http:\/\/127\.0\.0\.1:\d+)/);
   const larderUrl = larder.match[1];
   const baselineUrl = baseline.match[1];
 

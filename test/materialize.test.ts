@@ -24,7 +24,7 @@ import { getHistoricalFeatures } from '../src/offline/dataset.js';
 import { openDuckDB } from '../src/offline/duckdb.js';
 import { listPartitions } from '../src/offline/layout.js';
 import { openOnlineStore } from '../src/online/open.js';
-import { getOnlineFeatures, type JsonValue } from '../src/online/online-features.js';
+import { getOnlineFeatures, getOnlineFeaturesJson, type JsonValue } from '../src/online/online-features.js';
 import type { OnlineStore } from '../src/online/store.js';
 import { FileRegistry } from '../src/registry/file.js';
 import type { Registry } from '../src/registry/registry.js';
@@ -246,6 +246,8 @@ async function expectConsistent(store: OnlineStore): Promise<number> {
   });
   const entities = { driver_id: sample.map((s) => s.driver_id), customer_id: sample.map((s) => s.customer_id) };
   const online = await getOnlineFeatures({ defs, store, features, entities, fullNames: true, now: END });
+  // The server's text answer is the same answer.
+  expect(await getOnlineFeaturesJson({ defs, store, features, entities, fullNames: true, now: END })).toBe(JSON.stringify(online));
   const offline = await getHistoricalFeatures({ defs, offlineDir, features, fullNames: true, entities: { ...entities, event_timestamp: sample.map(() => END) } });
   const trips = online.results[online.metadata.feature_names.indexOf('driver_stats__trips')]!.values;
   expect(trips.filter((t, i) => t === 7777 && sample[i]!.driver_id % 7 === 0).length, 'pushed corrections served').toBeGreaterThan(0);

@@ -16,7 +16,7 @@ import type { Definitions, Entity, FeatureService, FeatureView } from '../src/de
 import { ViewCodec } from '../src/online/codec.js';
 import { encodeEntityKey, type EntityKey } from '../src/online/entity-key.js';
 import { openOnlineStore } from '../src/online/open.js';
-import { getOnlineFeatures, NO_TIMESTAMP } from '../src/online/online-features.js';
+import { getOnlineFeatures, getOnlineFeaturesJson, NO_TIMESTAMP } from '../src/online/online-features.js';
 import { NEVER_EXPIRES_MS, RedisOnlineStore } from '../src/online/redis/store.js';
 import { onlineViewSpec, type OnlineRow, type OnlineStore, type OnlineViewSpec } from '../src/online/store.js';
 import { redisUrl, uniquePrefix } from './support/services.js';
@@ -180,6 +180,27 @@ describe.each(backends)('online store: $name', ({ make }) => {
     expect(column('f32').statuses).toEqual(['PRESENT', 'PRESENT']);
     expect(column('f32').event_timestamps).toEqual([new Date(now).toISOString(), new Date(now).toISOString()]);
     expect(JSON.parse(JSON.stringify(response))).toEqual(response);
+  });
+
+  it('writes the JSON text of the answer byte for byte as JSON.stringify of the answer object', async () => {
+    const now = Date.now();
+    const values = [7, -(2 ** 53 - 1), NaN, -0, false, 'quote " backslash \\ \u2028 é', now - 1, new Uint8Array([9]), [Infinity, 1], [1e-7, 1e21], { size: 10, indices: [], values: [] }];
+    await store.write(onlineViewSpec(everyType), [row(1, now - 2 * HOUR, values), row(2, now, values.map(() => null)), row(3, now - 20 * HOUR, values)]);
+    await store.write(onlineViewSpec(stats), [row(1, now, [0.25, 4]), row(3, now - 2 * HOUR, [1, 2])]);
+    await store.write(onlineViewSpec(customerView), [{ key: encodeEntityKey(customerView.entities[0]!.joinKeys.map((name) => ({ name, type: 'string' as const })), { customer_id: 'ann' }), eventMs: asEpochMs(now), createdMs: null, values: ['gold'] }]);
+    const requests: Omit<Parameters<typeof getOnlineFeatures>[0], 'defs' | 'store'>[] = [
+      { features: [...Object.keys(everyType.schema).map((f) => `every_type:${f}`), 'driver_stats:trips', 'customer_profile:tier'], entities: { customer_id: ['ann', 'bob', 'ann', 'ann'], driver_id: [1, 2, 3, '404'] }, now: asEpochMs(now + 5 * HOUR) },
+      { service: 'stats_service', entities: { driver_id: [3, 1] }, fullNames: true },
+      { features: ['driver_stats:conv_rate'], entities: { driver_id: [] } },
+    ];
+    for (const request of requests) {
+      const text = await getOnlineFeaturesJson({ defs, store, ...request });
+      expect(text).toBe(JSON.stringify(await getOnlineFeatures({ defs, store, ...request })));
+    }
+    const first = JSON.parse(await getOnlineFeaturesJson({ defs, store, ...requests[0]! }));
+    expect(first.results[2].values).toEqual([7, null, null, null]);
+    expect(first.results[2].statuses).toEqual(['PRESENT', 'PRESENT', 'OUTSIDE_MAX_AGE', 'NOT_FOUND']);
+    expect(first.results[4].values).toEqual([null, null, null, null]);
   });
 
   it('answers NOT_FOUND for entities and views it has nothing for', async () => {

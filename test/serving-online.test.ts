@@ -20,9 +20,7 @@ import { backfill } from '../src/offline/backfill.js';
 import { openDuckDB } from '../src/offline/duckdb.js';
 import { openOnlineStore } from '../src/online/open.js';
 import { getOnlineFeatures } from '../src/online/online-features.js';
-import { encodeEntityKey } from '../src/online/entity-key.js';
-import { onlineViewSpec, type OnlineStore } from '../src/online/store.js';
-import { coalescingReads } from '../src/serving/read-coalescer.js';
+import type { OnlineStore } from '../src/online/store.js';
 import { loadCanonicalRepo } from '../src/registry/operations.js';
 import { FileRegistry } from '../src/registry/file.js';
 import { startServer, type RunningServer } from '../src/serving/server.js';
@@ -185,29 +183,6 @@ describe('POST /get-online-features', () => {
       expect(answers[i]!.status).toBe(200);
       expect(answers[i]!.json).toEqual(JSON.parse(JSON.stringify(await getOnlineFeatures({ defs, store, ...r }))));
     }
-  });
-
-  it('joins the reads asked for in one turn into one store read', async () => {
-    let calls = 0;
-    const counted: OnlineStore = {
-      get url() {
-        return store.url;
-      },
-      read: (keys, views) => {
-        calls++;
-        return store.read(keys, views);
-      },
-      write: (view, rows) => store.write(view, rows),
-      ping: () => store.ping(),
-      close: async () => {},
-    };
-    const reads = coalescingReads(counted);
-    const views = [onlineViewSpec(defs.views.get('driver_stats')!), onlineViewSpec(defs.views.get('driver_profile')!)];
-    const keys = [[1002], [1004, 1003], [1001]].map((ids) => ids.map((id) => encodeEntityKey(views[0]!.joinKeys, { driver_id: id })));
-    const joined = await Promise.all(keys.map((k) => reads.read(k, views)));
-    expect(calls).toBe(1);
-    expect(joined).toEqual(await Promise.all(keys.map((k) => store.read(k, views))));
-    expect(joined[1]![1]![0]).toBeNull();
   });
 
   it('serves a feature service, and full feature names', async () => {

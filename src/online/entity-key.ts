@@ -50,6 +50,11 @@ export function normaliseKeyValue(type: KeyType, value: unknown): string {
     throw new Error(`expected ${type}, got ${shown(value)}`);
   };
   if (type === 'string') return typeof value === 'string' ? value : wrong();
+  // The common case, a JSON number: its decimal text is already canonical (String(-0) is '0').
+  if (typeof value === 'number' && Number.isSafeInteger(value)) {
+    if (type === 'int32' && (value < -2_147_483_648 || value > 2_147_483_647)) wrong();
+    return String(value);
+  }
   let n: bigint;
   if (typeof value === 'bigint') n = value;
   else if (typeof value === 'number') {

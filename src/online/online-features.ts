@@ -17,8 +17,8 @@ import { parseValueType, type KeyType, type ValueType } from '../core/value-type
 import type { Definitions, FeatureView } from '../definitions/types.js';
 import { selectFeatures } from '../offline/feature-selection.js';
 import type { OnlineValue } from './codec.js';
-import { canonicalKeyOrder, entityKeyFromCanonical, keyValueForJson, keyValueProblem, normaliseKeyValue, type EntityKey, type JoinKeySpec } from './entity-key.js';
-import { onlineViewSpec, type OnlineStore, type OnlineViewSpec } from './store.js';
+import { canonicalKeyOrder, entityKeyFromCanonical, normaliseKeyValue, type EntityKey, type JoinKeySpec } from './entity-key.js';
+import { onlineViewSpec, type OnlineStore, type OnlineViewSpec, type StoredValue } from './store.js';
 
 export type FeatureStatus = 'PRESENT' | 'NOT_FOUND' | 'OUTSIDE_MAX_AGE';
 
@@ -54,72 +54,191 @@ export const NO_TIMESTAMP = '1970-01-01T00:00:00Z';
 
 /** Reads the features of the entities from the online store, in Feast's response shape. */
 export async function getOnlineFeatures(request: OnlineFeaturesRequest): Promise<FeastOnlineResponse> {
+  return feastResponse(await readOnline(request));
+}
+
+/**
+ * The same answer as `getOnlineFeatures`, as its JSON text (`JSON.stringify` of it, byte for
+ * byte): written straight from the values read, without building the response's arrays first.
+ * The HTTP server's hot path; a test keeps the two equal.
+ */
+export function getOnlineFeaturesJson(request: OnlineFeaturesRequest): Promise<string> {
+  return readOnline(request).then(feastResponseJson);
+}
+
+/** What one request read: its plan, its key columns (normalised once) and the values per group, entity and view. */
+interface OnlineRead {
+  plan: ReadPlan;
+  columns: KeyColumn[];
+  rows: number;
+  stored: (StoredValue | null)[][][];
+  now: EpochMs;
+}
+
+interface KeyColumn {
+  name: string;
+  /** The type echoed in the answer: the first view's type for the key. */
+  type: KeyType;
+  /** The canonical text of each value, per key type the views use. */
+  texts: Map<KeyType, string[]>;
+}
+
+async function readOnline(request: OnlineFeaturesRequest): Promise<OnlineRead> {
   const plan = readPlan(request);
   const { columns, rows } = checkEntities(request.entities, plan.keys);
   const now = request.now ?? asEpochMs(Date.now());
+  const byName = new Map(columns.map((c) => [c.name, c]));
 
   // Each group of views sharing join keys is one read; all are issued in the same tick, so a
   // pipelining store sends them together.
-  const stored = await Promise.all(
-    plan.groups.map((group) => {
-      const keys = new Array<EntityKey>(rows);
-      const texts = new Array<string>(group.ordered.length);
-      for (let i = 0; i < rows; i++) {
-        for (let k = 0; k < texts.length; k++) texts[k] = normaliseKeyValue(group.ordered[k]!.type, request.entities[group.ordered[k]!.name]![i]);
-        keys[i] = entityKeyFromCanonical(group.ordered, texts);
-      }
-      return request.store.read(keys, group.views);
-    }),
-  );
+  const reads = plan.groups.map((group) => {
+    const keys = new Array<EntityKey>(rows);
+    const columnTexts = group.ordered.map((k) => byName.get(k.name)!.texts.get(k.type)!);
+    const texts = new Array<string>(group.ordered.length);
+    for (let i = 0; i < rows; i++) {
+      for (let k = 0; k < texts.length; k++) texts[k] = columnTexts[k]![i]!;
+      keys[i] = entityKeyFromCanonical(group.ordered, texts);
+    }
+    return request.store.read(keys, group.views);
+  });
+  const stored = reads.length === 1 ? [await reads[0]!] : await Promise.all(reads);
+  return { plan, columns, rows, stored, now };
+}
 
+/** A feature's status and whether its value is served, for one stored value (undefined: none stored). */
+const statusOf = (value: StoredValue | null | undefined, ttlMs: number, now: EpochMs): FeatureStatus =>
+  !value ? 'NOT_FOUND' : ttlMs === 0 || value.eventMs >= now - ttlMs ? 'PRESENT' : 'OUTSIDE_MAX_AGE';
+
+/** A key column's values as the answer echoes them: numbers for integer keys (exact up to 2^53). */
+const echoedKeys = (c: KeyColumn): (string | number)[] => {
+  const texts = c.texts.get(c.type)!;
+  return c.type === 'string' ? texts : texts.map(Number);
+};
+
+function feastResponse(read: OnlineRead): FeastOnlineResponse {
+  const { plan, columns, rows, stored, now } = read;
   const results: FeastFeatureVector[] = columns.map((c) => ({
-    values: request.entities[c.name]!.map((v) => keyValueForJson(c.type, v)),
+    values: echoedKeys(c),
     statuses: new Array<FeatureStatus>(rows).fill('PRESENT'),
     event_timestamps: new Array<string>(rows).fill(NO_TIMESTAMP),
   }));
-  // One ISO string per (view, entity), shared by the view's features.
-  const isoCache = plan.groups.map((g) => g.views.map(() => new Array<string | undefined>(rows)));
+  const iso = isoTimes(read);
   for (const out of plan.outputs) {
     const perEntity = stored[out.group]!;
-    const iso = isoCache[out.group]![out.view]!;
+    const times = iso[out.group]![out.view]!;
     const vector: FeastFeatureVector = { values: new Array(rows), statuses: new Array(rows), event_timestamps: new Array(rows) };
     for (let i = 0; i < rows; i++) {
       const value = perEntity[i]![out.view];
-      if (!value) {
-        vector.values[i] = null;
-        vector.statuses[i] = 'NOT_FOUND';
-        vector.event_timestamps[i] = NO_TIMESTAMP;
-        continue;
-      }
-      const fresh = out.ttlMs === 0 || value.eventMs >= now - out.ttlMs;
-      vector.values[i] = fresh ? out.toJson(value.values[out.index] ?? null) : null;
-      vector.statuses[i] = fresh ? 'PRESENT' : 'OUTSIDE_MAX_AGE';
-      vector.event_timestamps[i] = iso[i] ??= formatInstant(value.eventMs);
+      const status = statusOf(value, out.ttlMs, now);
+      vector.statuses[i] = status;
+      vector.values[i] = status === 'PRESENT' ? out.toJson(value!.values[out.index] ?? null) : null;
+      vector.event_timestamps[i] = times[i]!;
     }
     results.push(vector);
   }
   return { metadata: { feature_names: [...columns.map((c) => c.name), ...plan.outputNames] }, results };
 }
 
+const QUOTED_STATUS: Record<FeatureStatus, string> = { PRESENT: '"PRESENT"', NOT_FOUND: '"NOT_FOUND"', OUTSIDE_MAX_AGE: '"OUTSIDE_MAX_AGE"' };
+
+function feastResponseJson(read: OnlineRead): string {
+  const { plan, columns, rows, stored, now } = read;
+  let out = responseHead(plan, columns);
+  const present = new Array<string>(rows).fill('"PRESENT"').join(',');
+  const none = new Array<string>(rows).fill(`"${NO_TIMESTAMP}"`).join(',');
+  columns.forEach((c, j) => {
+    out += `${j ? ',' : ''}{"values":${JSON.stringify(echoedKeys(c))},"statuses":[${present}],"event_timestamps":[${none}]}`;
+  });
+  // One quoted ISO string per (view, entity), shared by the view's features.
+  const iso = isoTimes(read).map((g) => g.map((times) => times.map((t) => `"${t}"`)));
+  for (const o of plan.outputs) {
+    const perEntity = stored[o.group]!;
+    const times = iso[o.group]![o.view]!;
+    let values = '';
+    let statuses = '';
+    for (let i = 0; i < rows; i++) {
+      const value = perEntity[i]![o.view];
+      const status = statusOf(value, o.ttlMs, now);
+      const sep = i ? ',' : '';
+      values += sep + (status === 'PRESENT' ? o.toJsonText(value!.values[o.index] ?? null) : 'null');
+      statuses += sep + QUOTED_STATUS[status];
+    }
+    out += `,{"values":[${values}],"statuses":[${statuses}],"event_timestamps":[${times.join(',')}]}`;
+  }
+  return `${out}]}`;
+}
+
+/** The answer's text up to its first result, kept per order of the key columns (a request's entities give it). */
+function responseHead(plan: ReadPlan, columns: readonly KeyColumn[]): string {
+  const order = columns.length === 1 ? columns[0]!.name : columns.map((c) => c.name).join('\0');
+  let head = plan.heads.get(order);
+  if (head === undefined) {
+    head = `{"metadata":{"feature_names":${JSON.stringify([...columns.map((c) => c.name), ...plan.outputNames])}},"results":[`;
+    if (plan.heads.size < MAX_HEADS) plan.heads.set(order, head);
+  }
+  return head;
+}
+
+/** The event time of each (group, view, entity) as ISO-8601, or Feast's epoch for none stored. */
+function isoTimes({ plan, rows, stored }: OnlineRead): string[][][] {
+  return plan.groups.map((g, gi) =>
+    g.views.map((_, v) => {
+      const times = new Array<string>(rows);
+      for (let i = 0; i < rows; i++) {
+        const value = stored[gi]![i]![v];
+        times[i] = value ? formatInstant(value.eventMs) : NO_TIMESTAMP;
+      }
+      return times;
+    }),
+  );
+}
+
 /** What a request shape (features or service, full names) resolves to; the same for every call. */
 interface ReadPlan {
+  /** The request shape it answers. */
+  features: readonly string[] | undefined;
+  service: string | undefined;
+  fullNames: boolean;
   /** Join keys the views need, with each view's type for them. */
   keys: Map<string, { type: KeyType; view: string }[]>;
   groups: { ordered: JoinKeySpec[]; views: OnlineViewSpec[] }[];
   /** Feature columns in request order: where each one's value is. */
-  outputs: { group: number; view: number; index: number; ttlMs: number; toJson: (v: OnlineValue) => JsonValue }[];
+  outputs: { group: number; view: number; index: number; ttlMs: number; toJson: (v: OnlineValue) => JsonValue; toJsonText: (v: OnlineValue) => string }[];
   outputNames: string[];
+  /** `responseHead` by key column order. */
+  heads: Map<string, string>;
 }
 
-const plans = new WeakMap<Definitions, Map<string, ReadPlan>>();
+const MAX_HEADS = 16;
+const plans = new WeakMap<Definitions, Map<string, ReadPlan[]>>();
 const MAX_PLANS = 1000;
+
+/**
+ * The cache key of a request shape: cheap to hash (a request's features are many long names),
+ * so several shapes may share one; `sameShape` tells them apart.
+ */
+function planKey(request: OnlineFeaturesRequest): string {
+  const f = request.features;
+  const n = f?.length ?? 0;
+  return `${n}\0${n ? f![0] : ''}\0${n ? f![n - 1] : ''}\0${request.service ?? ''}\0${request.fullNames === true ? 1 : 0}`;
+}
+
+function sameShape(plan: ReadPlan, request: OnlineFeaturesRequest): boolean {
+  if (plan.service !== request.service || plan.fullNames !== (request.fullNames === true)) return false;
+  const a = plan.features;
+  const b = request.features;
+  if (a === undefined || b === undefined) return a === b || (a?.length ?? 0) + (b?.length ?? 0) === 0;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** Resolves (and caches per definitions) the features asked for; user mistakes are InputErrors. */
 function readPlan(request: OnlineFeaturesRequest): ReadPlan {
-  const id = JSON.stringify([request.features ?? null, request.service ?? null, request.fullNames ?? false]);
+  const key = planKey(request);
   let cache = plans.get(request.defs);
-  const cached = cache?.get(id);
-  if (cached) return cached;
+  const candidates = cache?.get(key);
+  if (candidates) for (const plan of candidates) if (sameShape(plan, request)) return plan;
 
   const selection = selectFeatures(request.defs, request);
   for (const { view } of selection.views) checkServable(view);
@@ -141,12 +260,22 @@ function readPlan(request: OnlineFeaturesRequest): ReadPlan {
   const outputs = selection.features.map((f) => {
     const at = where.get(f.view)!;
     const spec = groups[at.group]!.views[at.view]!;
-    return { ...at, index: spec.features.findIndex((x) => x.name === f.feature), ttlMs: spec.ttlMs, toJson: jsonConverter(f.type) };
+    return { ...at, index: spec.features.findIndex((x) => x.name === f.feature), ttlMs: spec.ttlMs, toJson: jsonConverter(f.type), toJsonText: jsonTextConverter(f.type) };
   });
-  const plan: ReadPlan = { keys, groups, outputs, outputNames: selection.features.map((f) => f.output) };
+  const plan: ReadPlan = {
+    features: request.features && [...request.features],
+    service: request.service,
+    fullNames: request.fullNames === true,
+    keys,
+    groups,
+    outputs,
+    outputNames: selection.features.map((f) => f.output),
+    heads: new Map(),
+  };
   if (!cache) plans.set(request.defs, (cache = new Map()));
   if (cache.size >= MAX_PLANS) cache.clear();
-  cache.set(id, plan);
+  if (candidates) candidates.push(plan);
+  else cache.set(key, [plan]);
   return plan;
 }
 
@@ -161,14 +290,14 @@ function checkServable(view: FeatureView): void {
 /**
  * Checks the entities map against the join keys the views need (Feast asks for all of them):
  * nothing else, every key present, equal lengths, values of the key's type. Returns the key
- * columns in the order given, with their type.
+ * columns in the order given, each value normalised once per key type.
  */
-function checkEntities(entities: unknown, needed: ReadPlan['keys']): { columns: { name: string; type: KeyType }[]; rows: number } {
+function checkEntities(entities: unknown, needed: ReadPlan['keys']): { columns: KeyColumn[]; rows: number } {
   if (typeof entities !== 'object' || entities === null || Array.isArray(entities)) {
     throw new InputError('entities: expected join key columns, like {"driver_id": [1001, 1002]}');
   }
   const given = entities as Record<string, unknown>;
-  for (const name of Object.keys(given)) {
+  for (const name in given) {
     if (!needed.has(name)) throw new InputError(`entities.${name}: not a join key of the requested features (they need ${[...needed.keys()].join(', ')})`);
   }
   for (const [name, uses] of needed) {
@@ -176,8 +305,9 @@ function checkEntities(entities: unknown, needed: ReadPlan['keys']): { columns: 
   }
   let rows: number | undefined;
   let first = '';
-  const columns: { name: string; type: KeyType }[] = [];
-  for (const [name, values] of Object.entries(given)) {
+  const columns: KeyColumn[] = [];
+  for (const name in given) {
+    const values = given[name];
     const uses = needed.get(name)!;
     if (!Array.isArray(values)) throw new InputError(`entities.${name}: expected an array of values`);
     if (rows === undefined) {
@@ -186,16 +316,36 @@ function checkEntities(entities: unknown, needed: ReadPlan['keys']): { columns: 
     } else if (values.length !== rows) {
       throw new InputError(`entities.${name}: ${values.length} values, but entities.${first} has ${rows}`);
     }
-    const types = [...new Set(uses.map((u) => u.type))];
-    for (const type of types) {
+    const texts = new Map<KeyType, string[]>();
+    for (const { type } of uses) {
+      if (texts.has(type)) continue;
+      const column = new Array<string>(values.length);
       for (let i = 0; i < values.length; i++) {
-        const problem = keyValueProblem(type, values[i]);
-        if (problem) throw new InputError(`entities.${name}[${i}]: ${problem}`);
+        try {
+          column[i] = normaliseKeyValue(type, values[i]);
+        } catch (err) {
+          throw new InputError(`entities.${name}[${i}]: ${(err as Error).message}`);
+        }
       }
+      texts.set(type, column);
     }
-    columns.push({ name, type: types[0]! });
+    columns.push({ name, type: uses[0]!.type, texts });
   }
   return { columns, rows: rows ?? 0 };
+}
+
+/**
+ * An online value as JSON text: `JSON.stringify` of `jsonConverter(type)`'s answer. Numbers, most
+ * values, go to JSON.stringify as they are (it formats a double faster than String() does here,
+ * and writes NaN and infinities as null, as the object path's stringify does).
+ */
+function jsonTextConverter(type: ValueType): (value: OnlineValue) => string {
+  const parsed = parseValueType(type);
+  if (parsed.kind === 'scalar' && (parsed.type === 'float64' || parsed.type === 'float32' || parsed.type === 'bool' || parsed.type === 'string')) {
+    return (value) => JSON.stringify(value);
+  }
+  const toJson = jsonConverter(type);
+  return (value) => JSON.stringify(toJson(value));
 }
 
 /** An online value as JSON: int64 as numbers, timestamps ISO-8601, bytes base64, sparse `{size, indices, values}`. */

@@ -12,8 +12,6 @@ import type { DefinitionsState } from './state.js';
 export interface ServingContext {
   state: DefinitionsState;
   store: OnlineStore;
-  /** The store for online reads: concurrent reads joined (read-coalescer.ts). */
-  onlineReads: OnlineStore;
   registry: Registry;
   offlineDir: string;
   files: PushFileWriter;

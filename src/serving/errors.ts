@@ -71,7 +71,11 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Writes a JSON answer on a bare node:http response (express responses are ones too). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Readonly<Record<string, string>>): void {
-  const text = JSON.stringify(body);
+  sendJsonText(res, status, JSON.stringify(body), headers);
+}
+
+/** As `sendJson`, for a body already JSON text. */
+export function sendJsonText(res: ServerResponse, status: number, text: string, headers?: Readonly<Record<string, string>>): void {
   if (res.headersSent) {
     res.destroy();
     return;

@@ -1,10 +1,10 @@
 /**
  * `POST /get-online-features`: the request body (Feast's names) to the library read
- * `getOnlineFeatures`, whose answer is Feast's response as it is.
+ * `getOnlineFeaturesJson`, whose answer is Feast's response as JSON text.
  */
 import { InputError } from '../core/errors.js';
 import type { Definitions } from '../definitions/types.js';
-import { getOnlineFeatures, type FeastOnlineResponse } from '../online/online-features.js';
+import { getOnlineFeaturesJson } from '../online/online-features.js';
 import type { OnlineStore } from '../online/store.js';
 import { notFound } from './errors.js';
 import type { OnlineRequestBody } from './schemas.js';
@@ -22,9 +22,10 @@ export function checkSelection(defs: Definitions, features: readonly string[] | 
   throw notFound(`feature_service: no feature service '${name}' (defined: ${defined.join(', ') || 'none'})`, { field: 'feature_service', services: defined });
 }
 
-export async function readOnlineFeatures(defs: Definitions, store: OnlineStore, body: OnlineRequestBody): Promise<FeastOnlineResponse> {
+/** The answer's JSON text. */
+export async function readOnlineFeaturesJson(defs: Definitions, store: OnlineStore, body: OnlineRequestBody): Promise<string> {
   checkSelection(defs, body.features, body.feature_service);
-  return getOnlineFeatures({
+  return getOnlineFeaturesJson({
     defs,
     store,
     features: body.features,

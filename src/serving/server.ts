@@ -25,7 +25,6 @@ import type { Logger } from './errors.js';
 import { Limiter } from './limiter.js';
 import { ServerMetrics } from './metrics.js';
 import { PushFileWriter } from './push-offline.js';
-import { coalescingReads } from './read-coalescer.js';
 import { onlineFeaturesRoute } from './routes/online.js';
 import { DefinitionsState } from './state.js';
 
@@ -100,7 +99,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const context: ServingContext = {
       state,
       store,
-      onlineReads: coalescingReads(store),
       registry,
       offlineDir: config.offlineDir,
       files,

@@ -134,11 +134,25 @@ export class RedisOnlineStore implements OnlineStore {
   }
 
   /**
-   * Bounds an operation (a Cluster queues commands while it has no slot map, beyond the
-   * per-command timeout) and turns connection failures into OnlineStoreUnavailableError. A reply
-   * error (a bug in a script, a wrong type at a key) stays what it is.
+   * Bounds an operation and turns connection failures into OnlineStoreUnavailableError. A reply
+   * error (a bug in a script, a wrong type at a key) stays what it is. A standalone client bounds
+   * every command itself (ioredis's commandTimeout starts when the command is issued, queued or
+   * not); a Cluster queues commands while it has no slot map, beyond that timeout, so its
+   * operations get a timer of their own.
    */
-  private async guard<T>(work: Promise<T>, what: string): Promise<T> {
+  private guard<T>(work: Promise<T>, what: string): Promise<T> {
+    if (!this.connection.cluster) return work.catch((err: unknown) => this.unavailable(err));
+    return this.bounded(work, what);
+  }
+
+  private unavailable(err: unknown): never {
+    if (err instanceof OnlineStoreUnavailableError || (err as Error).name === 'ReplyError') throw err;
+    const message = (err as Error).message;
+    const why = (err as Error).name === 'MaxRetriesPerRequestError' ? 'does not answer (connection failed)' : message === 'Command timed out' ? `did not answer within ${this.connection.commandTimeoutMs} ms` : message;
+    throw new OnlineStoreUnavailableError(`online store ${this.url}: ${why}`);
+  }
+
+  private async bounded<T>(work: Promise<T>, what: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const bound = this.connection.commandTimeoutMs + 500;
     const timeout = new Promise<never>((_, reject) => {
@@ -147,9 +161,7 @@ export class RedisOnlineStore implements OnlineStore {
     try {
       return await Promise.race([work, timeout]);
     } catch (err) {
-      if (err instanceof OnlineStoreUnavailableError || (err as Error).name === 'ReplyError') throw err;
-      const why = (err as Error).name === 'MaxRetriesPerRequestError' ? 'does not answer (connection failed)' : (err as Error).message;
-      throw new OnlineStoreUnavailableError(`online store ${this.url}: ${why}`);
+      return this.unavailable(err);
     } finally {
       clearTimeout(timer);
       // A timed-out operation may still reject later; nobody awaits it then.

@@ -1,14 +1,14 @@
 /** `POST /get-online-features` (the hot path: server.ts serves it without express). */
 import { bodyKind, parseJsonBody, readBody } from '../body.js';
 import type { Handler, ServingContext } from '../context.js';
-import { sendJson } from '../errors.js';
-import { readOnlineFeatures } from '../online.js';
+import { sendJsonText } from '../errors.js';
+import { readOnlineFeaturesJson } from '../online.js';
 import { parseOnlineRequest } from '../schemas.js';
 
 export function onlineFeaturesRoute(ctx: ServingContext): Handler {
   return async (req, res) => {
     bodyKind(req, ['json']);
     const body = parseOnlineRequest(parseJsonBody(await readBody(req, ctx.maxBodyBytes)));
-    sendJson(res, 200, await readOnlineFeatures(ctx.state.served.defs, ctx.onlineReads, body));
+    sendJsonText(res, 200, await readOnlineFeaturesJson(ctx.state.served.defs, ctx.store, body));
   };
 }
