@@ -15,6 +15,8 @@ export interface LarderConfig {
   online: string;
   port: number;
   apiKeys: string[];
+  /** How long pushed events of aggregation views wait to be written together (LARDER_PUSH_FLUSH_MS, default 100). */
+  pushFlushMs: number;
 }
 
 export interface ConfigOverrides {
@@ -41,7 +43,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigOv
     .split(',')
     .map((k) => k.trim())
     .filter(Boolean);
-  return { repoDir, home, registry, offlineDir, online, port, apiKeys };
+  const flushText = env.LARDER_PUSH_FLUSH_MS ?? '100';
+  const pushFlushMs = Number(flushText);
+  if (!Number.isInteger(pushFlushMs) || pushFlushMs < 0 || pushFlushMs > 10_000) throw new InputError(`LARDER_PUSH_FLUSH_MS: expected 0-10000 (ms), got '${flushText}'`);
+  return { repoDir, home, registry, offlineDir, online, port, apiKeys, pushFlushMs };
 }
 
 /** The file path of a `file:` registry URL, relative paths against the working directory. */

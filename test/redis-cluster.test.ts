@@ -19,6 +19,8 @@ import { openOnlineStore } from '../src/online/open.js';
 import { getOnlineFeatures } from '../src/online/online-features.js';
 import { NEVER_EXPIRES_MS, RedisOnlineStore } from '../src/online/redis/store.js';
 import { onlineViewSpec, type OnlineRow } from '../src/online/store.js';
+import { mergePartial, PARTIAL_SLOTS } from '../src/streaming/partial.js';
+import { tileLayout, tileUpdates, type TileEvent, type TileUpdates } from '../src/streaming/tiles.js';
 import { uniquePrefix } from './support/services.js';
 
 const driver = entity({ name: 'driver', joinKeys: ['driver_id'], valueType: 'int64' });
@@ -32,6 +34,16 @@ const defs: Definitions = {
   services: new Map(),
   repoDir: '/nonexistent',
 };
+
+const signal = featureView({
+  name: 'driver_signal',
+  entities: [driver],
+  source,
+  aggregations: [
+    { column: 'amplitude', functions: ['mean', 'stddev', 'min', 'max', 'count', 'last'], windows: ['1m', '10m'] },
+    { column: 'speed', functions: ['sum'], windows: ['1m'] },
+  ],
+});
 
 const key = (id: number) => encodeEntityKey([{ name: 'driver_id', type: 'int64' }], { driver_id: id });
 const row = (id: number, eventMs: number, values: unknown[]): OnlineRow => ({ key: key(id), eventMs: asEpochMs(eventMs), createdMs: null, values });
@@ -175,5 +187,85 @@ describe('online store on a 3-node Redis Cluster', () => {
     expect(pttl).toBeGreaterThan(3_600_000 - 60_000);
     await store.write(onlineViewSpec(profile), [row(1, now, [4.5])]);
     expect(Number(await cluster.call('PEXPIRETIME', store.keyOf(key(1))))).toBe(NEVER_EXPIRES_MS);
+  });
+
+  it('merges the tiles of 100 entities over all nodes as mergePartial does, loses no event under two writers, and reads them in one round trip per node', async () => {
+    const layout = tileLayout(signal as unknown as FeatureView);
+    const T = 1_750_000_000_000;
+    const ids = Array.from({ length: 100 }, (_, i) => 2000 + i);
+    const other = (await openOnlineStore(url, { prefix: store.prefix })) as RedisOnlineStore;
+    const hex = (tile: Float64Array) => Buffer.from(tile.buffer, tile.byteOffset, tile.byteLength).toString('hex');
+    const reference = new Map<string, Map<string, Float64Array>>();
+    const mergeInto = (updates: TileUpdates) => {
+      for (const [k, fields] of updates) {
+        let tiles = reference.get(k);
+        if (!tiles) reference.set(k, (tiles = new Map()));
+        for (const [field, tile] of fields) {
+          const stored = tiles.get(field);
+          if (!stored) tiles.set(field, Float64Array.from(tile));
+          else for (let at = 0; at < stored.length; at += PARTIAL_SLOTS) mergePartial(stored, at, tile, at);
+        }
+      }
+    };
+    const events = (batch: number): TileEvent[] =>
+      ids.flatMap((id) =>
+        [0, 1, 2].map((e) => ({
+          key: key(id),
+          eventMs: T - ((id * 7 + e * 13 + batch * 29) % 120) * 1000 - e * 10,
+          createdMs: T + batch,
+          values: [Math.sin(id + e * 3 + batch * 5) * 100, e === 2 ? null : id / 7],
+        })),
+      );
+    const cluster = store.connection.client as Cluster;
+    try {
+      // Batches one after another, from either writer: the very doubles of mergePartial.
+      for (let batch = 0; batch < 4; batch++) {
+        const updates = tileUpdates(layout, events(batch));
+        mergeInto(updates);
+        await (batch % 2 ? other : store).mergeTiles(layout, updates, T);
+      }
+      const fields = [...new Set([...reference.values()].flatMap((m) => [...m.keys()]))];
+      const restore: (() => void)[] = [];
+      let writes = 0;
+      for (const node of cluster.nodes('master')) {
+        const socket = node.stream;
+        const write = socket.write.bind(socket);
+        socket.write = ((...args: Parameters<typeof socket.write>) => {
+          writes++;
+          return write(...args);
+        }) as typeof socket.write;
+        restore.push(() => (socket.write = write));
+      }
+      let read: Map<string, Float64Array>[];
+      try {
+        read = await store.readTiles(layout, ids.map(key), fields);
+      } finally {
+        for (const r of restore) r();
+      }
+      expect(writes).toBeLessThanOrEqual(3);
+      const asHex = (tiles: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...tiles].map(([f, t]) => [f, hex(t)]).sort(([a], [b]) => (a! < b! ? -1 : 1)));
+      expect(read.map(asHex)).toEqual(ids.map((id) => asHex(reference.get(key(id))!)));
+
+      // The tile records are spread over every node, each with the retention as its expiry.
+      const perNode = await Promise.all(cluster.nodes('master').map((n) => n.keys(`${store.prefix}*:tiles:*`)));
+      expect(perNode.filter((keys) => keys.length > 0)).toHaveLength(3);
+      expect(perNode.flat()).toHaveLength(100);
+      const pttl = await cluster.pttl(store.tileKeyOf(layout, key(ids[0]!)));
+      expect(pttl).toBeGreaterThan(layout.retentionMs - 5000);
+      expect(pttl).toBeLessThanOrEqual(layout.retentionMs);
+
+      // 20 more batches from both writers at once: every event counted once.
+      const counted = async () => {
+        const tiles = await store.readTiles(layout, ids.map(key), fields);
+        let n = 0;
+        for (const m of tiles) for (const [field, tile] of m) if (field.startsWith('1000:')) n += tile[0]!;
+        return n;
+      };
+      const before = await counted();
+      await Promise.all(Array.from({ length: 20 }, (_, b) => (b % 2 ? other : store).mergeTiles(layout, tileUpdates(layout, events(b % 4)), T)));
+      expect((await counted()) - before).toBe(20 * ids.length * 3);
+    } finally {
+      await other.close();
+    }
   });
 });

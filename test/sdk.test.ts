@@ -560,7 +560,7 @@ describe('end to end against larder serve', () => {
     registry = new FileRegistry(join(repo, '.larder', 'registry.json'));
     await materialize({ defs, offlineDir, store, registry, end: END, views: ['driver_stats'] });
     running = await startServer({
-      config: { repoDir: repo, home: join(repo, '.larder'), registry: `file:${join(repo, '.larder', 'registry.json')}`, offlineDir, online: redisUrl(), port: 0, apiKeys: [KEY] },
+      config: { repoDir: repo, home: join(repo, '.larder'), registry: `file:${join(repo, '.larder', 'registry.json')}`, offlineDir, online: redisUrl(), port: 0, apiKeys: [KEY], pushFlushMs: 100 },
       port: 0,
       store,
       registry,

@@ -2,7 +2,7 @@
  * `POST /push` over HTTP, on Redis: JSON and Arrow IPC bodies, to online, offline or both; the
  * pushed values read back online and in datasets; the transform run on a pushed row gives what
  * backfill gives for the same row; a later push at the same event time wins; aggregation views
- * take raw rows offline and refuse online (501); every bad body a 4xx naming its field with
+ * take raw rows offline and fresh events into online tiles; every bad body a 4xx naming its field with
  * nothing written; API keys (401, 403, then 200).
  */
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -153,10 +153,12 @@ describe('POST /push', () => {
     expect(res.json).toEqual({
       status: 'ok',
       rows: 2,
-      views: ['driver_notes', 'driver_speed'],
-      online: ['driver_notes', 'driver_speed'],
+      views: ['driver_notes', 'driver_speed', 'driver_speed_stats'],
+      online: ['driver_notes', 'driver_speed', 'driver_speed_stats'],
       offline: [],
-      skipped: [{ view: 'driver_speed_stats', reason: expect.stringMatching(/aggregation view/) }],
+      skipped: [],
+      // Three hours old: past the aggregation view's 5-minute lateness, so offline only.
+      late: [{ view: 'driver_speed_stats', rows: 2 }],
     });
     const values = await online([3001, 3002], ['driver_speed:speed', 'driver_speed:tags', 'driver_notes:note_length', 'driver_notes:hour']);
     expect(values).toEqual({
@@ -166,10 +168,13 @@ describe('POST /push', () => {
       driver_notes__note_length: [12, 12],
       driver_notes__hour: [new Date(at).getUTCHours(), new Date(at).getUTCHours()],
     });
-    expect(await offlineFiles()).toEqual(before);
+    // The late events of the aggregation view went offline, and nothing else did.
+    const added = (await offlineFiles()).filter((f) => !before.includes(f));
+    expect(added.map((f) => f.split('/')[0])).toEqual(['driver_speed_stats']);
   });
 
   it('to online_and_offline: online, and datasets see the rows, aggregation views included, in the layout backfill writes', async () => {
+    const before = await offlineFiles();
     const at = T0 + 120_000;
     const res = await request('/push', { push_source_name: 'trips', df: tripsDf([3101, 3101], at, 20), to: 'online_and_offline' });
     expect(res.status).toBe(200);
@@ -186,7 +191,7 @@ describe('POST /push', () => {
     expect(row).toMatchObject({ speed: 21, note_length: 12, speed_count_1h: 2n, speed_mean_1h: 20.5 });
 
     const date = iso(at).slice(0, 10);
-    const files = (await offlineFiles()).filter((f) => f.includes('push-'));
+    const files = (await offlineFiles()).filter((f) => f.includes('push-') && !before.includes(f));
     for (const view of ['driver_notes', 'driver_speed', 'driver_speed_stats']) {
       expect(files.filter((f) => f.startsWith(`${view}/date=${date}/push-`) && f.endsWith('.parquet')), view).toHaveLength(1);
     }
@@ -246,11 +251,13 @@ describe('POST /push', () => {
     expect(dataset.getChild('speed')!.get(0)).toBe(2);
   });
 
-  it('stores the raw rows of a source feeding only aggregation views offline, and refuses them online with 501', async () => {
+  it('stores the raw rows of a source feeding only aggregation views offline, and folds fresh ones into online tiles', async () => {
     const df = { driver_id: [4001, 4001], strength: [0.5, 0.75], event_timestamp: [T0, T0 + 1000] };
-    const refused = await request('/push', { push_source_name: 'pings', df });
-    expect(refused.status).toBe(501);
-    expect(refused.json.error).toMatch(/^to: push source 'pings' feeds only aggregation views \(ping_stats\)/);
+    const fresh = Date.now() - 5000;
+    const live = await request('/push', { push_source_name: 'pings', df: { driver_id: [4002, 4002], strength: [0.25, 0.5], event_timestamp: [fresh, fresh + 1000] } });
+    expect(live.status).toBe(200);
+    expect(live.json).toMatchObject({ online: ['ping_stats'], late: [{ view: 'ping_stats', rows: 0 }] });
+    expect(await online([4002], ['ping_stats:strength_max_10m'])).toEqual({ driver_id: [4002], ping_stats__strength_max_10m: [0.5] });
     const stored = await request('/push', { push_source_name: 'pings', df, to: 'offline' });
     expect(stored.status).toBe(200);
     expect(stored.json).toMatchObject({ views: ['ping_stats'], online: [], offline: ['ping_stats'] });

@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   materialize: async () => (await import('./materialize.js')).command,
   get: async () => (await import('./get.js')).command,
   serve: async () => (await import('./serve.js')).command,
+  verify: async () => (await import('./verify.js')).command,
   'sample-data': async () => (await import('./sample-data.js')).command,
   quickstart: async () => (await import('./quickstart.js')).command,
 };

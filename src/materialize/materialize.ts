@@ -18,7 +18,7 @@
  *   only when it is newer than the stored one, so a late run of an older window never wins.
  * - Then the watermark moves to `end` (never back).
  *
- * Aggregation views are served from streaming tiles (a later issue) and are skipped with a note.
+ * Aggregation views are served from streaming tiles, which pushes fill, and are skipped with a note.
  */
 import { viewsNamed } from '../definitions/select-views.js';
 import { mkdtemp, rm } from 'node:fs/promises';

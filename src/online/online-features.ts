@@ -18,6 +18,8 @@ import type { Definitions, FeatureView } from '../definitions/types.js';
 import { selectFeatures } from '../offline/feature-selection.js';
 import type { OnlineValue } from './codec.js';
 import { canonicalKeyOrder, entityKeyFromCanonical, normaliseKeyValue, type EntityKey, type JoinKeySpec } from './entity-key.js';
+import { latestEventMs } from '../streaming/partial.js';
+import { tileLayout, tilesToRead, valuesAt, type TileLayout } from '../streaming/tiles.js';
 import { onlineViewSpec, type OnlineStore, type OnlineViewSpec, type StoredValue } from './store.js';
 
 export type FeatureStatus = 'PRESENT' | 'NOT_FOUND' | 'OUTSIDE_MAX_AGE';
@@ -99,10 +101,26 @@ async function readOnline(request: OnlineFeaturesRequest): Promise<OnlineRead> {
       for (let k = 0; k < texts.length; k++) texts[k] = columnTexts[k]![i]!;
       keys[i] = entityKeyFromCanonical(group.ordered, texts);
     }
-    return request.store.read(keys, group.views);
+    if (group.tiled.length === 0) return request.store.read(keys, group.views);
+    // Aggregation views: their tiles, combined into the values at `now` (streaming/tiles.ts).
+    const values = group.views.length ? request.store.read(keys, group.views) : Promise.resolve(keys.map(() => []));
+    const tiled = group.tiled.map((layout) =>
+      request.store.readTiles(layout, keys, tilesToRead(layout, now)).then((perKey) => perKey.map((tiles) => tiledValue(layout, tiles, now))),
+    );
+    return Promise.all([values, ...tiled]).then(([rowsOfValues, ...rowsOfTiles]) => rowsOfValues.map((row, i) => [...row, ...rowsOfTiles.map((t) => t[i]!)]));
   });
   const stored = reads.length === 1 ? [await reads[0]!] : await Promise.all(reads);
   return { plan, columns, rows, stored, now };
+}
+
+/**
+ * An aggregation view's values for one entity at `now`, as a stored value: always there (count 0
+ * and nulls over windows without events); its event time the latest event the tiles hold, or none.
+ */
+function tiledValue(layout: TileLayout, tiles: ReadonlyMap<string, Float64Array>, now: EpochMs): StoredValue {
+  let latest = -Infinity;
+  for (const tile of tiles.values()) latest = Math.max(latest, latestEventMs(tile));
+  return { eventMs: latest as EpochMs, createdMs: null, values: valuesAt(layout, tiles, now) };
 }
 
 /** A feature's status and whether its value is served, for one stored value (undefined: none stored). */
@@ -182,11 +200,11 @@ function responseHead(plan: ReadPlan, columns: readonly KeyColumn[]): string {
 /** The event time of each (group, view, entity) as ISO-8601, or Feast's epoch for none stored. */
 function isoTimes({ plan, rows, stored }: OnlineRead): string[][][] {
   return plan.groups.map((g, gi) =>
-    g.views.map((_, v) => {
+    Array.from({ length: g.views.length + g.tiled.length }, (_, v) => {
       const times = new Array<string>(rows);
       for (let i = 0; i < rows; i++) {
         const value = stored[gi]![i]![v];
-        times[i] = value ? formatInstant(value.eventMs) : NO_TIMESTAMP;
+        times[i] = value && Number.isFinite(value.eventMs) ? formatInstant(value.eventMs) : NO_TIMESTAMP;
       }
       return times;
     }),
@@ -201,7 +219,8 @@ interface ReadPlan {
   fullNames: boolean;
   /** Join keys the views need, with each view's type for them. */
   keys: Map<string, { type: KeyType; view: string }[]>;
-  groups: { ordered: JoinKeySpec[]; views: OnlineViewSpec[] }[];
+  /** Per set of join keys: the views read as values, then the aggregation views read as tiles (view indexes after the values'). */
+  groups: { ordered: JoinKeySpec[]; views: OnlineViewSpec[]; tiled: TileLayout[] }[];
   /** Feature columns in request order: where each one's value is. */
   outputs: { group: number; view: number; index: number; ttlMs: number; toJson: (v: OnlineValue) => JsonValue; toJsonText: (v: OnlineValue) => string }[];
   outputNames: string[];
@@ -244,7 +263,7 @@ function readPlan(request: OnlineFeaturesRequest): ReadPlan {
   for (const { view } of selection.views) checkServable(view);
   const keys = new Map<string, { type: KeyType; view: string }[]>();
   const groups: ReadPlan['groups'] = [];
-  const where = new Map<string, { group: number; view: number }>();
+  const where = new Map<string, { group: number; view: number; tiled: boolean }>();
   for (const { view } of selection.views) {
     const spec = onlineViewSpec(view);
     for (const k of spec.joinKeys) {
@@ -254,13 +273,21 @@ function readPlan(request: OnlineFeaturesRequest): ReadPlan {
     const ordered = canonicalKeyOrder(spec.joinKeys);
     const groupId = ordered.map((k) => `${k.name}:${k.type}`).join(',');
     let g = groups.findIndex((x) => x.ordered.map((k) => `${k.name}:${k.type}`).join(',') === groupId);
-    if (g < 0) g = groups.push({ ordered, views: [] }) - 1;
-    where.set(view.name, { group: g, view: groups[g]!.views.push(spec) - 1 });
+    if (g < 0) g = groups.push({ ordered, views: [], tiled: [] }) - 1;
+    const group = groups[g]!;
+    if (view.aggregatedFeatures) where.set(view.name, { group: g, view: group.tiled.push(tileLayout(view)) - 1, tiled: true });
+    else where.set(view.name, { group: g, view: group.views.push(spec) - 1, tiled: false });
   }
   const outputs = selection.features.map((f) => {
     const at = where.get(f.view)!;
-    const spec = groups[at.group]!.views[at.view]!;
-    return { ...at, index: spec.features.findIndex((x) => x.name === f.feature), ttlMs: spec.ttlMs, toJson: jsonConverter(f.type), toJsonText: jsonTextConverter(f.type) };
+    const group = groups[at.group]!;
+    const convert = { toJson: jsonConverter(f.type), toJsonText: jsonTextConverter(f.type) };
+    if (at.tiled) {
+      const layout = group.tiled[at.view]!;
+      return { group: at.group, view: group.views.length + at.view, index: layout.features.findIndex((x) => x.feature.name === f.feature), ttlMs: 0, ...convert };
+    }
+    const spec = group.views[at.view]!;
+    return { group: at.group, view: at.view, index: spec.features.findIndex((x) => x.name === f.feature), ttlMs: spec.ttlMs, ...convert };
   });
   const plan: ReadPlan = {
     features: request.features && [...request.features],
@@ -279,11 +306,8 @@ function readPlan(request: OnlineFeaturesRequest): ReadPlan {
   return plan;
 }
 
-/** Aggregation views are served from streaming tiles (a later issue); views marked offline are not served. */
+/** Views marked offline are not served. */
 function checkServable(view: FeatureView): void {
-  if (view.aggregatedFeatures) {
-    throw new InputError(`features: feature view '${view.name}' is an aggregation view; its online values come from streaming tiles, which are not served yet`);
-  }
   if (!view.online) throw new InputError(`features: feature view '${view.name}' is not online (online: false)`);
 }
 

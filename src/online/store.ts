@@ -25,6 +25,8 @@
 import type { DurationMs, EpochMs } from '../core/time.js';
 import type { ValueType } from '../core/value-types.js';
 import type { FeatureView } from '../definitions/types.js';
+import { PARTIAL_SLOTS } from '../streaming/partial.js';
+import type { TileLayout, TileUpdates } from '../streaming/tiles.js';
 import { ViewCodec, type OnlineValue } from './codec.js';
 import type { EntityKey, JoinKeySpec } from './entity-key.js';
 
@@ -69,6 +71,23 @@ export interface OnlineStore {
   write(view: OnlineViewSpec, rows: readonly OnlineRow[]): Promise<WriteResult>;
   /** Per entity, per view: the stored value or null. Costs one round trip whatever the number of entities. */
   read(keys: readonly EntityKey[], views: readonly OnlineViewSpec[]): Promise<(StoredValue | null)[][]>;
+  /**
+   * Merges a batch of tile partials into the stored tiles of an aggregation view: per entity, every
+   * field's partials are merged into the stored tile with the rule of `mergePartial` (the batch is the
+   * newer side), atomically per entity record, so concurrent writers never lose an event. The record
+   * expires `layout.retentionMs` after its last write. Fields of a tile size older than
+   * floor((nowMs - maxWindowMs(size) - layout.allowedLatenessMs) / tileMs) - 1 are deleted when a writer passes by (at least whenever a new field is created), so a live record does not grow without bound.
+   *
+   * A field absent from the record is stored as the batch's partial (bytes as given). A field of
+   * the batch already older than that bound is not written (it would be deleted at once); nor is
+   * one older than the bound of the latest `nowMs` any writer gave for the record (the record
+   * remembers it, so a writer whose clock is behind never brings a deleted tile back). An entity
+   * none of whose fields is written keeps its expiry. Rejects, writing nothing, on a field that
+   * is not `<tileMs>:<index>` of one of the layout's sizes or a tile of the wrong length.
+   */
+  mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void>;
+  /** Per key, the stored tiles among `fields` (absent ones left out). One round trip whatever the number of keys. */
+  readTiles(layout: TileLayout, keys: readonly EntityKey[], fields: readonly string[]): Promise<Map<string, Float64Array>[]>;
   /** Rejects with OnlineStoreUnavailableError when the store does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -100,4 +119,39 @@ export function onlineViewSpec(view: OnlineViewSource): OnlineViewSpec {
     specs.set(view, spec);
   }
   return spec;
+}
+
+/**
+ * Per tile size of `layout` (in layout order), the oldest tile index a writer at `nowMs` keeps:
+ * fields of that size with a smaller index are deleted (OnlineStore.mergeTiles).
+ */
+export const tileCutoffs = (layout: TileLayout, nowMs: number): number[] =>
+  layout.sizes.map((s) => Math.floor((nowMs - s.maxWindowMs - layout.allowedLatenessMs) / s.tileMs) - 1);
+
+const tileSizesByPrefix = new WeakMap<TileLayout, Map<string, number>>();
+
+/**
+ * The size (index into `layout.sizes`) and tile index of a tile field `<tileMs>:<index>`, or
+ * undefined when the field is not one of the layout's.
+ */
+export function parseTileField(layout: TileLayout, field: string): [size: number, index: number] | undefined {
+  let sizes = tileSizesByPrefix.get(layout);
+  if (!sizes) tileSizesByPrefix.set(layout, (sizes = new Map(layout.sizes.map((s, i) => [String(s.tileMs), i]))));
+  const colon = field.indexOf(':');
+  const size = colon > 0 ? sizes.get(field.slice(0, colon)) : undefined;
+  if (size === undefined) return undefined;
+  const text = field.slice(colon + 1);
+  const index = Number(text);
+  // Only the spelling tileField gives: `${index}` of a safe integer.
+  if (!Number.isSafeInteger(index) || String(index) !== text) return undefined;
+  return [size, index];
+}
+
+/** parseTileField, checking the tile's length too; throws on a field or tile that is not the layout's. */
+export function checkTileField(layout: TileLayout, field: string, tile: Float64Array): [size: number, index: number] {
+  const parsed = parseTileField(layout, field);
+  if (!parsed) throw new Error(`tiles of view '${layout.view}': '${field}' is not a tile field <tileMs>:<index> of its tile sizes (${layout.sizes.map((s) => s.tileMs).join(', ')} ms)`);
+  const expected = layout.sizes[parsed[0]]!.columns.length * PARTIAL_SLOTS;
+  if (tile.length !== expected) throw new Error(`tiles of view '${layout.view}': tile '${field}' has ${tile.length} values, expected ${expected}`);
+  return parsed;
 }

@@ -7,6 +7,7 @@ import { OfflineWriteError, sendError, type Logger } from './errors.js';
 import type { Limiter } from './limiter.js';
 import type { RouteLabel, ServerMetrics } from './metrics.js';
 import type { PushFileWriter } from './push-offline.js';
+import type { TileIngest } from '../streaming/ingest.js';
 import type { DefinitionsState } from './state.js';
 
 export interface ServingContext {
@@ -15,6 +16,8 @@ export interface ServingContext {
   registry: Registry;
   offlineDir: string;
   files: PushFileWriter;
+  /** Group commit of pushed events of aggregation views. */
+  ingest: TileIngest;
   metrics: ServerMetrics;
   auth: WriteAuth;
   /** Request bodies past this are refused with 413. */

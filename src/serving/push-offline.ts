@@ -14,11 +14,25 @@ import { DuckDBDataChunk, type DuckDBConnection, type DuckDBInstance, type DuckD
 import { joinKeysOf } from '../definitions/loader.js';
 import type { FeatureView } from '../definitions/types.js';
 import { offlineColumns } from '../offline/backfill.js';
+import type { LayoutColumn } from '../offline/partition-writer.js';
 import { openDuckDB, sqlIdent, sqlString } from '../offline/duckdb.js';
 import { EVENT_TIMESTAMP, partitionDir } from '../offline/layout.js';
 import { OfflineWriteError } from './errors.js';
 
-/** One row in `offlineColumns(view)` order, and its partition date. */
+/**
+ * The columns a push gives of a view's offline layout, in order: all of them, but for an
+ * aggregation view the features (always null in pushed rows) are left out, and filled with
+ * NULL when the file is written (appending 39 null cells a row from JavaScript cost most of a
+ * weld push).
+ */
+export function pushedColumns(view: FeatureView): LayoutColumn[] {
+  const all = offlineColumns(view);
+  if (!view.aggregatedFeatures) return all;
+  const features = new Set(Object.keys(view.schema));
+  return all.filter((c) => !features.has(c.name));
+}
+
+/** One row in `pushedColumns(view)` order, and its partition date. */
 export interface OfflineRow {
   date: string;
   values: readonly DuckDBValue[];
@@ -45,7 +59,8 @@ export class PushFileWriter {
   /** Writes the rows of one view into hidden files, one per date, flushed to disk. */
   async stage(view: FeatureView, rows: readonly OfflineRow[], stamp: string): Promise<StagedFile[]> {
     if (rows.length === 0) return [];
-    const columns = offlineColumns(view);
+    const columns = pushedColumns(view);
+    const given = new Set(columns.map((c) => c.name));
     let connection: DuckDBConnection;
     try {
       connection = await (await this.instance()).connect();
@@ -76,7 +91,9 @@ export class PushFileWriter {
         appender.closeSync();
       }
       const order = [...joinKeysOf(view), EVENT_TIMESTAMP].map(sqlIdent).join(', ');
-      const names = columns.map((c) => sqlIdent(c.name)).join(', ');
+      const names = offlineColumns(view)
+        .map((c) => (given.has(c.name) ? sqlIdent(c.name) : `CAST(NULL AS ${c.type}) AS ${sqlIdent(c.name)}`))
+        .join(', ');
       for (const date of [...new Set(rows.map((r) => r.date))].sort()) {
         const dir = partitionDir(this.offlineDir, view.name, date);
         const name = `push-${stamp}-${randomUUID()}.parquet`;

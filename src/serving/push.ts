@@ -12,10 +12,13 @@
  * the later source row). Created time is the row's created timestamp field when given, else the
  * time of the push, so a later push at the same event time wins, online and in datasets alike.
  *
- * Aggregation views take their pushed rows offline only for now, in their layout (features
- * null, raw input columns after them) so datasets aggregate them; online they are served from
- * streaming tiles, a later piece of work. A push `to` online of a source feeding only such views
- * is refused with 501 naming them.
+ * Aggregation views keep every pushed event. Online, the events fold into the view's time tiles
+ * (streaming/tiles.ts), merged atomically in the store; an event more than the view's
+ * `allowedLateness` behind the clock no longer updates tiles: it is counted (`late` in the
+ * answer, `larder_late_events_total` in /metrics) and still goes to the offline store, whatever
+ * the target, so a backfill or dataset sees it. Offline, the rows take the view's layout
+ * (features null, raw input columns after them) so datasets aggregate them. Input values of a
+ * float32 source column are rounded to float32 on the way in, online and offline alike.
  */
 import { DuckDBTimestampTZValue, type DuckDBValue } from '@duckdb/node-api';
 import { DefinitionError, InputError, errorMessage } from '../core/errors.js';
@@ -25,7 +28,9 @@ import type { Definitions, FeatureView, PushSource, SourceRow } from '../definit
 import { aggregationInputs, valueConverter } from '../offline/backfill.js';
 import { canonicalKeyOrder, entityKeyFromCanonical, normaliseKeyValue, type EntityKey } from '../online/entity-key.js';
 import { joinKeySpecs, onlineViewSpec, type OnlineRow, type OnlineStore } from '../online/store.js';
-import { HttpError, notFound } from './errors.js';
+import type { TileIngest } from '../streaming/ingest.js';
+import { tileLayout, tileUpdates, type TileEvent, type TileLayout } from '../streaming/tiles.js';
+import { notFound } from './errors.js';
 import { readPushColumns, type PushColumns } from './push-input.js';
 import { fileStamp, type OfflineRow, type PushFileWriter, type StagedFile } from './push-offline.js';
 import type { PushTarget } from './schemas.js';
@@ -43,6 +48,10 @@ export interface PushContext {
   files: PushFileWriter;
   /** The push's created time (default: the clock, never the same twice in this process). */
   now?: () => number;
+  /** The clock lateness is judged by (default Date.now). */
+  clock?: () => number;
+  /** Group commit for aggregation views written online (the server's); without it they are written at once. */
+  ingest?: TileIngest;
 }
 
 export interface PushResult {
@@ -55,6 +64,8 @@ export interface PushResult {
   offline: string[];
   /** Views fed by the source that the target leaves out, and why. */
   skipped: { view: string; reason: string }[];
+  /** Per aggregation view written online: events too late to update its tiles (written offline). */
+  late: { view: string; rows: number }[];
 }
 
 /** Checks and writes a push; see the module comment. */
@@ -64,21 +75,55 @@ export async function push(ctx: PushContext, request: PushRequest): Promise<Push
   if (fed.length === 0) throw new InputError(`push_source_name: push source '${source.name}' feeds no feature view; nothing would store the rows`);
   const plan = targets(source, fed, request.to);
   const input = readPushColumns(source, request.df);
-  const createdNow = (ctx.now ?? monotonicNow)();
+  const createdNow = ctx.now ? ctx.now() : monotonicNow(input.rows);
 
   const written = fed.filter((v) => plan.online.includes(v) || plan.offline.includes(v));
-  const prepared = written.map((view) => ({ view, rows: prepareView(view, source, input, createdNow, plan.offline.includes(view)) }));
+  const clock = (ctx.clock ?? Date.now)();
+  const prepared = written.map((view) => {
+    const toOffline = plan.offline.includes(view);
+    // An aggregation view written online: events before this are late, and go offline whatever the target.
+    const lateBefore = view.aggregatedFeatures && plan.online.includes(view) ? clock - tileLayout(view).allowedLatenessMs : -Infinity;
+    return { view, rows: prepareView(view, source, input, createdNow, toOffline, lateBefore) };
+  });
+  const late: PushResult['late'] = [];
+  const tiled = new Map<FeatureView, { layout: TileLayout; events: TileEvent[] }>();
+  for (const { view, rows } of prepared) {
+    if (!view.aggregatedFeatures || !plan.online.includes(view)) continue;
+    const layout = tileLayout(view);
+    const events: TileEvent[] = [];
+    let lateRows = 0;
+    for (const r of rows) {
+      if (r.late) lateRows++;
+      else events.push({ key: r.online.key, eventMs: r.online.eventMs, createdMs: r.online.createdMs!, values: r.inputs! });
+    }
+    tiled.set(view, { layout, events });
+    late.push({ view: view.name, rows: lateRows });
+  }
   // One view after another: should the store fail midway, the views before stay written (the
-  // 503 says the push failed; pushing it again is harmless, the same rows win or tie).
+  // 503 says the push failed; pushing it again is harmless for value views, whose rows win or
+  // tie; an aggregation view would count the events of a retried push twice).
   const staged: StagedFile[] = [];
+  const offlineOf = (rows: PreparedRow[]): OfflineRow[] => {
+    const out: OfflineRow[] = [];
+    for (const r of rows) if (r.offline) out.push(r.offline);
+    return out;
+  };
   try {
     const stamp = fileStamp(createdNow);
     for (const { view, rows } of prepared) {
-      if (plan.offline.includes(view)) staged.push(...(await ctx.files.stage(view, rows.map((r) => r.offline!), stamp)));
+      if (ctx.ingest && tiled.has(view)) continue;
+      const offlineRows = offlineOf(rows);
+      if (offlineRows.length) staged.push(...(await ctx.files.stage(view, offlineRows, stamp)));
     }
+    const ingested: Promise<void>[] = [];
     for (const { view, rows } of prepared) {
-      if (plan.online.includes(view)) await ctx.store.write(onlineViewSpec(view), rows.map((r) => r.online));
+      if (!plan.online.includes(view)) continue;
+      const tiles = tiled.get(view);
+      if (!tiles) await ctx.store.write(onlineViewSpec(view), rows.map((r) => r.online));
+      else if (ctx.ingest) ingested.push(ctx.ingest.add(view, tiles.events, offlineOf(rows)));
+      else if (tiles.events.length) await ctx.store.mergeTiles(tiles.layout, tileUpdates(tiles.layout, tiles.events), clock);
     }
+    await Promise.all(ingested);
   } catch (err) {
     await ctx.files.abort(staged);
     throw err;
@@ -92,6 +137,7 @@ export async function push(ctx: PushContext, request: PushRequest): Promise<Push
     online: names(plan.online),
     offline: names(plan.offline),
     skipped: plan.skipped,
+    late,
   };
 }
 
@@ -116,19 +162,10 @@ function targets(source: PushSource, fed: FeatureView[], to: PushTarget): Target
   const out: Targets = { online: [], offline: wantsOffline ? [...fed] : [], skipped: [] };
   if (!wantsOnline) return out;
   for (const view of fed) {
-    if (view.aggregatedFeatures) out.skipped.push({ view: view.name, reason: 'aggregation view: its online values come from streaming tiles, not served yet' });
-    else if (!view.online) out.skipped.push({ view: view.name, reason: 'online: false' });
+    if (!view.online) out.skipped.push({ view: view.name, reason: 'online: false' });
     else out.online.push(view);
   }
   if (out.online.length === 0) {
-    const aggregations = fed.filter((v) => v.aggregatedFeatures).map((v) => v.name);
-    if (aggregations.length) {
-      throw new HttpError(
-        501,
-        `to: push source '${source.name}' feeds only aggregation views (${aggregations.join(', ')}), whose online values come from streaming tiles, which are not served yet; push with "to": "offline" to store the rows for datasets`,
-        { field: 'to', views: aggregations },
-      );
-    }
     throw new InputError(`to: push source '${source.name}' feeds no online feature view (${fed.map((v) => v.name).join(', ')} are online: false); push with "to": "offline"`);
   }
   return out;
@@ -136,21 +173,40 @@ function targets(source: PushSource, fed: FeatureView[], to: PushTarget): Target
 
 interface PreparedRow {
   online: OnlineRow;
+  /** The row for the offline store, when it goes there. */
   offline?: OfflineRow;
+  /** Aggregation views: the input values, in `aggregationInputs(view)` order. */
+  inputs?: (number | null)[];
+  /** Aggregation views: too late for the online tiles. */
+  late?: boolean;
 }
 
 let lastNow = 0;
-/** The clock in ms with µs, strictly increasing in this process: two pushes never share a created time. */
-function monotonicNow(): number {
+/**
+ * The clock in ms with µs, strictly increasing in this process, reserving `rows` µs: row i of
+ * the push is created at the result + i µs, so no two pushed rows share a created time and the
+ * later row wins every tie (a window's `last`, offline as online).
+ */
+function monotonicNow(rows = 1): number {
   const now = Math.round((performance.timeOrigin + performance.now()) * 1000) / 1000;
-  lastNow = now > lastNow ? now : lastNow + 0.001;
-  return lastNow;
+  const start = now > lastNow ? now : lastNow + 0.001;
+  lastNow = Math.round((start + (Math.max(1, rows) - 1) * 0.001) * 1000) / 1000;
+  return start;
 }
+
+/** Row i's created time in a push created at `base` (µs steps, see monotonicNow). */
+const rowCreated = (base: number, i: number): number => (i === 0 ? base : Math.round((base + i * 0.001) * 1000) / 1000);
+
+/** An aggregation view's pushed rows carry no feature values (datasets compute them from the inputs). */
+const NO_VALUES = { online: [] as unknown[], offline: [] as DuckDBValue[] };
 
 const micros = (ms: number): DuckDBTimestampTZValue => new DuckDBTimestampTZValue(BigInt(Math.round(ms * 1000)));
 
-/** The rows of one view: keys, times and feature values, online and (when wanted) offline. */
-function prepareView(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number, offline: boolean): PreparedRow[] {
+/**
+ * The rows of one view: keys, times and feature values, online, and offline when `toOffline` or
+ * (aggregation views) when the event is before `lateBefore`.
+ */
+function prepareView(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number, toOffline: boolean, lateBefore: number): PreparedRow[] {
   const keys = joinKeySpecs(view);
   const ordered = canonicalKeyOrder(keys);
   const keyColumns = ordered.map((k) => input.columns.get(k.name));
@@ -159,7 +215,9 @@ function prepareView(view: FeatureView, source: PushSource, input: PushColumns, 
     if (!keyColumns[i]) throw new DefinitionError(`featureView '${view.name}': join key '${k.name}' is not a column of push source '${source.name}'`);
   }
   const features = view.aggregatedFeatures ? undefined : featureComputer(view, source, input);
-  const inputs = view.aggregatedFeatures ? aggregationInputs(view).map((c) => ({ name: c, values: input.columns.get(c) })) : [];
+  const inputs = view.aggregatedFeatures
+    ? aggregationInputs(view).map((c) => ({ name: c, values: input.columns.get(c), float32: source.schema[c] === 'float32' }))
+    : [];
   const keyText = new Array<string>(ordered.length);
 
   // Latest row per (entity, event time): greatest created time, then the later row. Aggregation
@@ -176,26 +234,33 @@ function prepareView(view: FeatureView, source: PushSource, input: PushColumns, 
       }
     }
     keyOf[i] = entityKeyFromCanonical(ordered, keyText);
-    createdOf[i] = input.createdMs?.[i] ?? createdNow;
-    const id = view.aggregatedFeatures ? String(i) : `${keyOf[i]}\u0000${input.eventMs[i]}`;
+    createdOf[i] = input.createdMs?.[i] ?? (rowCreated(createdNow, i));
+    if (view.aggregatedFeatures) continue;
+    const id = `${keyOf[i]}\u0000${input.eventMs[i]}`;
     const seen = latest.get(id);
     if (seen === undefined || createdOf[i]! >= createdOf[seen]!) latest.set(id, i);
   }
 
   const out: PreparedRow[] = [];
-  for (const i of [...latest.values()].sort((a, b) => a - b)) {
+  const chosen = view.aggregatedFeatures ? Array.from({ length: input.rows }, (_, i) => i) : [...latest.values()].sort((a, b) => a - b);
+  for (const i of chosen) {
     const eventMs = asEpochMs(input.eventMs[i]!);
     const createdMs = asEpochMs(createdOf[i]!);
-    const values = features ? features(i) : { online: view.aggregatedFeatures!.map(() => null), offline: view.aggregatedFeatures!.map(() => null) };
+    const values = features ? features(i) : NO_VALUES;
     const row: PreparedRow = { online: { key: keyOf[i]!, eventMs, createdMs, values: values.online } };
-    if (offline) {
-      const inputValues = inputs.map((c) => {
-        const v = c.values?.[i];
-        if (v === null || v === undefined) return null;
-        if (typeof v === 'number') return v;
-        if (typeof v === 'bigint') return Number(v);
-        throw new InputError(`df.${c.name}[${i}]: expected a number (aggregation input of feature view '${view.name}'), got ${typeof v}`);
-      });
+    const inputValues = inputs.map((c) => {
+      const v = c.values?.[i];
+      if (v === null || v === undefined) return null;
+      if (typeof v === 'number') return c.float32 ? Math.fround(v) : v;
+      if (typeof v === 'bigint') return Number(v);
+      throw new InputError(`df.${c.name}[${i}]: expected a number (aggregation input of feature view '${view.name}'), got ${typeof v}`);
+    });
+    if (view.aggregatedFeatures) {
+      row.inputs = inputValues;
+      row.late = eventMs < lateBefore;
+    }
+    if (toOffline || row.late) {
+      // In pushedColumns(view) order: an aggregation view's (null) features are left out.
       row.offline = {
         date: utcDate(eventMs),
         values: [...keys.map((k, j) => keyDuckValue(k.type, layoutKeyColumns[j]![i])), micros(eventMs), micros(createdMs), ...values.offline, ...inputValues],

@@ -25,6 +25,7 @@ import type { Logger } from './errors.js';
 import { Limiter } from './limiter.js';
 import { ServerMetrics } from './metrics.js';
 import { PushFileWriter } from './push-offline.js';
+import { TileIngest } from '../streaming/ingest.js';
 import { onlineFeaturesRoute } from './routes/online.js';
 import { DefinitionsState } from './state.js';
 
@@ -44,6 +45,8 @@ export interface ServerOptions {
   reloadIntervalMs?: number;
   /** Bound on a store's answer to /health, /registry and the reload check (default 2000 ms). */
   storeTimeoutMs?: number;
+  /** How long pushed events of aggregation views wait to be written with others (default `config.pushFlushMs`). */
+  pushFlushMs?: number;
   /** Request bodies past this are refused with 413 (default 10 MiB). */
   maxBodyBytes?: number;
   /** API keys for write endpoints (default `config.apiKeys`). */
@@ -96,12 +99,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     cleanups.push(() => state.close());
     const files = new PushFileWriter(config.offlineDir);
     cleanups.push(() => files.close());
+    const ingest = new TileIngest({ store, files, flushMs: options.pushFlushMs ?? config.pushFlushMs });
+    // Registered after the files and store: closed (flushed) before them.
+    cleanups.push(() => ingest.close());
     const context: ServingContext = {
       state,
       store,
       registry,
       offlineDir: config.offlineDir,
       files,
+      ingest,
       metrics,
       auth: writeAuth(options.apiKeys ?? config.apiKeys),
       maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,

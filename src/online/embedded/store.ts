@@ -9,16 +9,37 @@
  * which each row is compared with the stored one (LMDB serialises write transactions across
  * processes, so the compare and the write are atomic). Expiry follows store.ts: an expired
  * record reads as absent and a write replaces it; nothing sweeps it sooner.
+ *
+ * The tiles of an aggregation view (streaming/tiles.ts) are a record of their own per entity and
+ * view, `[expires at, { tile field: tile bytes, swept: cutoffs }]` under `<prefix>\x01tiles\x01<view>\x01<layout
+ * fingerprint>\x01<entity key>`, merged in one write transaction per batch; each write drops the
+ * tiles that fell out of every window (the whole record is rewritten anyway), with the same
+ * `swept` marks as the Redis script so both stores keep the same tiles.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
+import { mergePartial, PARTIAL_SLOTS, tileBytes, tileFromBytes } from '../../streaming/partial.js';
+import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
 import { decodeHeader, isNewer, packRecord, unpackRecord } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
-import { OnlineStoreUnavailableError, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
+import {
+  checkTileField,
+  OnlineStoreUnavailableError,
+  parseTileField,
+  tileCutoffs,
+  type OnlineRow,
+  type OnlineStore,
+  type OnlineViewSpec,
+  type StoredValue,
+  type WriteResult,
+} from '../store.js';
 
 /** The stored record of an entity: when it expires (null: never) and each view's value. */
 type EntityRecord = [expiresAt: number | null, views: Record<string, Uint8Array>];
+
+/** The field of a tile record holding, per tile size, the cutoff below which it holds no tile. */
+const SWEPT = 'swept';
 
 export class EmbeddedOnlineStore implements OnlineStore {
   readonly url: string;
@@ -69,6 +90,81 @@ export class EmbeddedOnlineStore implements OnlineStore {
       return n;
     });
     return { written, stale: rows.length - written };
+  }
+
+  /** The LMDB key of an entity's tile record for an aggregation view. */
+  private tileKeyOf(layout: TileLayout, key: EntityKey): string {
+    return `${this.prefix}\u0001tiles\u0001${layout.view}\u0001${layout.fingerprint}\u0001${key}`;
+  }
+
+  async mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
+    const cutoffs = tileCutoffs(layout, nowMs);
+    // Checked and filtered before the transaction: a bad field writes nothing.
+    const work: [key: string, fields: [name: string, size: number, index: number, tile: Float64Array][]][] = [];
+    for (const [entityKey, fields] of updates) {
+      const kept: [string, number, number, Float64Array][] = [];
+      for (const [name, tile] of fields) {
+        const [size, index] = checkTileField(layout, name, tile);
+        if (index >= cutoffs[size]!) kept.push([name, size, index, tile]);
+      }
+      if (kept.length) work.push([this.tileKeyOf(layout, entityKey), kept]);
+    }
+    if (work.length === 0) return;
+    await this.db.transaction(() => {
+      const now = Date.now();
+      for (const [key, fields] of work) {
+        const record = this.load(key, now);
+        // As in the Redis script (redis/commands/mergeTiles-n.lua): `swept` holds the greatest
+        // cutoff per size any write applied, and a tile below it is neither kept nor written.
+        const swept = record?.[1][SWEPT];
+        const keep = cutoffs.slice();
+        let moved = !swept;
+        if (swept) {
+          const marks = tileFromBytes(swept);
+          for (let j = 0; j < keep.length; j++) {
+            if (marks[j]! >= keep[j]!) keep[j] = marks[j]!;
+            else moved = true;
+          }
+        }
+        const tiles: Record<string, Uint8Array> = {};
+        if (record) {
+          for (const [name, bytes] of Object.entries(record[1])) {
+            const parsed = parseTileField(layout, name);
+            if (parsed && parsed[1] >= keep[parsed[0]]!) tiles[name] = bytes;
+          }
+        }
+        let written = 0;
+        for (const [name, size, index, tile] of fields) {
+          if (index < keep[size]!) continue;
+          written++;
+          const stored = tiles[name];
+          if (stored) {
+            const merged = tileFromBytes(stored);
+            for (let at = 0; at < merged.length; at += PARTIAL_SLOTS) mergePartial(merged, at, tile, at);
+            tiles[name] = tileBytes(merged);
+          } else tiles[name] = tileBytes(tile);
+        }
+        // A write that only dropped old tiles keeps the record's expiry; none at all leaves it be.
+        if (written === 0 && !(swept && moved)) continue;
+        tiles[SWEPT] = tileBytes(Float64Array.from(keep));
+        void this.db.put(key, packRecord(written ? Math.ceil(now + layout.retentionMs) : record![0], tiles));
+      }
+    });
+  }
+
+  async readTiles(layout: TileLayout, keys: readonly EntityKey[], fields: readonly string[]): Promise<Map<string, Float64Array>[]> {
+    const now = Date.now();
+    return keys.map((k) => {
+      const tiles = new Map<string, Float64Array>();
+      const record = fields.length ? this.load(this.tileKeyOf(layout, k), now) : null;
+      if (record) {
+        for (const field of fields) {
+          const bytes = Object.hasOwn(record[1], field) ? record[1][field] : undefined;
+          if (bytes) tiles.set(field, tileFromBytes(bytes));
+        }
+      }
+      return tiles;
+    });
   }
 
   async read(keys: readonly EntityKey[], views: readonly OnlineViewSpec[]): Promise<(StoredValue | null)[][]> {

@@ -6,14 +6,44 @@
  * entity, pipelined: N entities cost one round trip (one per Cluster node involved). The record's
  * expiry (store.ts) is the key's Redis expiry, so Redis deletes a gone record by itself; a record
  * a view without TTL was written to expires in the year 9999 (NEVER_EXPIRES_MS).
+ *
+ * The tiles of an aggregation view (streaming/tiles.ts) live beside it, one hash per entity and
+ * view, `<prefix>{<entity key>}:tiles:<view>:<layout fingerprint>` (same hash tag, same slot),
+ * one field per tile. Merges go through commands/mergeTiles-n.lua (read, merge and write each
+ * record atomically, delete tiles out of every window, expiry `retentionMs` after the last
+ * write); reads are one HMGET per entity, pipelined like the values'.
  */
-import { OnlineStoreUnavailableError, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
+import { endianness } from 'node:os';
+import type { Result } from 'ioredis';
+import { PARTIAL_SLOTS, tileFromBytes } from '../../streaming/partial.js';
+import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
+import { checkTileField, OnlineStoreUnavailableError, tileCutoffs, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
 import { ByteWriter, HEADER_BYTES } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
 
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    /** commands/mergeTiles-n.lua, numkeys given first. */
+    larderMergeTiles(numKeys: number, ...keysThenArgs: (string | Buffer | number)[]): Result<number, Context>;
+    /** commands/mergeTiles-n.lua with one key: a Cluster routes the call by it. */
+    larderMergeTiles1(key: string, ...args: (string | Buffer | number)[]): Result<number, Context>;
+  }
+}
+
 /** Entities per script call on a standalone server: big enough to amortise the call, small enough not to stall other clients. */
 const KEYS_PER_CALL = 500;
+
+/**
+ * Tile fields per mergeTiles script call on a standalone server (about a millisecond of Redis
+ * time), and per key in one call: a key with more is sent as several entries (Lua's unpack, which
+ * spreads a key's fields into HMGET and HSET, takes a few thousand values at most).
+ */
+const TILES_PER_CALL = 4000;
+const TILES_PER_ENTRY = 1000;
+
+/** A tile's doubles are copied as they lie in memory when that is little-endian (as the script reads them). */
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 /**
  * The expiry of a record a view without TTL was written to: 9999-12-31T23:59:59.999Z, in
@@ -38,6 +68,11 @@ export class RedisOnlineStore implements OnlineStore {
   /** The Redis key of an entity's record. */
   keyOf(key: EntityKey): string {
     return `${this.prefix}{${key}}`;
+  }
+
+  /** The Redis key of an entity's tile record for an aggregation view: the entity's hash tag, so the same slot as its values. */
+  tileKeyOf(layout: TileLayout, key: EntityKey): string {
+    return `${this.prefix}{${key}}:tiles:${layout.view}:${layout.fingerprint}`;
   }
 
   write(view: OnlineViewSpec, rows: readonly OnlineRow[]): Promise<WriteResult> {
@@ -94,6 +129,131 @@ export class RedisOnlineStore implements OnlineStore {
       calls.push(client.larderWrite(n, ...args));
     }
     return calls;
+  }
+
+  mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
+    let calls: Promise<number>[];
+    try {
+      calls = this.sendTileMerges(layout, updates, nowMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (calls.length === 0) return Promise.resolve();
+    return this.guard(Promise.all(calls), 'mergeTiles').then(() => undefined);
+  }
+
+  /**
+   * Encodes the batch and issues the mergeTiles script calls (commands/mergeTiles-n.lua
+   * documents the arguments). Every field is checked before any call goes out.
+   */
+  private sendTileMerges(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<number>[] {
+    const cutoffs = tileCutoffs(layout, nowMs);
+    // The entries to send: per key, the fields still inside the cutoffs, at most TILES_PER_ENTRY.
+    const entries: { key: string; fields: { name: string; size: number; index: number; tile: Float64Array }[] }[] = [];
+    let total = 0;
+    for (const [entityKey, fields] of updates) {
+      let entry: (typeof entries)[number] | undefined;
+      for (const [name, tile] of fields) {
+        const [size, index] = checkTileField(layout, name, tile);
+        if (index < cutoffs[size]!) continue;
+        if (!entry || entry.fields.length === TILES_PER_ENTRY) entries.push((entry = { key: this.tileKeyOf(layout, entityKey), fields: [] }));
+        entry.fields.push({ name, size, index, tile });
+        total++;
+      }
+    }
+    if (entries.length === 0) return [];
+
+    const ttl = String(Math.max(1, Math.ceil(layout.retentionMs)));
+    const header = new ByteWriter(64);
+    header.u8(layout.sizes.length);
+    layout.sizes.forEach((s, i) => {
+      const prefix = String(s.tileMs);
+      header.ensure(1 + prefix.length + 12);
+      const buf = header.buf;
+      let at = header.pos;
+      buf[at++] = prefix.length;
+      at += buf.write(prefix, at, 'latin1');
+      buf.writeDoubleLE(cutoffs[i]!, at);
+      buf.writeUInt32LE(s.columns.length * PARTIAL_SLOTS * 8, at + 8);
+      header.pos = at + 12;
+    });
+    const sizesArg = header.bytes();
+
+    // The batch argument of every call, in one buffer; each call sends its slice (a view that
+    // stays valid when `out` grows into a new buffer).
+    const out = new ByteWriter(64 + total * (24 + 8 * PARTIAL_SLOTS * Math.max(...layout.sizes.map((s) => s.columns.length))));
+    const encodeEntry = (entry: (typeof entries)[number]): void => {
+      out.ensure(2);
+      out.buf.writeUInt16LE(entry.fields.length, out.pos);
+      out.pos += 2;
+      for (const { name, size, index, tile } of entry.fields) {
+        const bytes = tile.length * 8;
+        out.ensure(10 + name.length + bytes);
+        const buf = out.buf;
+        let at = out.pos;
+        buf[at] = size + 1;
+        buf.writeDoubleLE(index, at + 1);
+        buf[at + 9] = name.length;
+        at += 10;
+        at += buf.write(name, at, 'latin1');
+        if (LITTLE_ENDIAN) buf.set(new Uint8Array(tile.buffer, tile.byteOffset, bytes), at);
+        else for (let k = 0; k < tile.length; k++) buf.writeDoubleLE(tile[k]!, at + 8 * k);
+        out.pos = at + bytes;
+      }
+    };
+
+    const client = this.connection.client;
+    const calls: Promise<number>[] = [];
+    if (this.connection.cluster) {
+      // Entities live in different slots: one call per entry, which the client pipelines per node.
+      for (const entry of entries) {
+        const from = out.pos;
+        encodeEntry(entry);
+        calls.push(client.larderMergeTiles1(entry.key, ttl, sizesArg, out.buf.subarray(from, out.pos)));
+      }
+      return calls;
+    }
+    for (let start = 0; start < entries.length; ) {
+      const keys: string[] = [];
+      const from = out.pos;
+      let tiles = 0;
+      while (start < entries.length && keys.length < KEYS_PER_CALL && (tiles === 0 || tiles + entries[start]!.fields.length <= TILES_PER_CALL)) {
+        const entry = entries[start++]!;
+        keys.push(entry.key);
+        tiles += entry.fields.length;
+        encodeEntry(entry);
+      }
+      calls.push(client.larderMergeTiles(keys.length, ...keys, ttl, sizesArg, out.buf.subarray(from, out.pos)));
+    }
+    return calls;
+  }
+
+  async readTiles(layout: TileLayout, keys: readonly EntityKey[], fields: readonly string[]): Promise<Map<string, Float64Array>[]> {
+    if (keys.length === 0 || fields.length === 0) return keys.map(() => new Map());
+    const client = this.connection.client;
+    let replies: (Buffer | null)[][];
+    if (keys.length === 1) {
+      replies = [await this.guard(client.hmgetBuffer(this.tileKeyOf(layout, keys[0]!), ...fields), 'readTiles')];
+    } else if (this.connection.cluster) {
+      // Issued in one tick: auto-pipelining sends them together, one pipeline per node.
+      replies = await this.guard(Promise.all(keys.map((k) => client.hmgetBuffer(this.tileKeyOf(layout, k), ...fields))), 'readTiles');
+    } else {
+      const pipeline = client.pipeline();
+      for (const k of keys) pipeline.hmgetBuffer(this.tileKeyOf(layout, k), ...fields);
+      const results = (await this.guard(pipeline.exec(), 'readTiles'))!;
+      replies = results.map(([err, reply]) => {
+        if (err) throw new OnlineStoreUnavailableError(`online store ${this.url}: readTiles: ${err.message}`);
+        return reply as (Buffer | null)[];
+      });
+    }
+    return replies.map((reply) => {
+      const tiles = new Map<string, Float64Array>();
+      for (let j = 0; j < fields.length; j++) {
+        const bytes = reply[j];
+        if (bytes) tiles.set(fields[j]!, tileFromBytes(bytes));
+      }
+      return tiles;
+    });
   }
 
   async read(keys: readonly EntityKey[], views: readonly OnlineViewSpec[]): Promise<(StoredValue | null)[][]> {

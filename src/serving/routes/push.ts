@@ -19,8 +19,9 @@ export function pushRoute(ctx: ServingContext): Handler {
       const query = parseWith(pushQuerySchema, queryOf(req), 'query');
       request = { pushSource: query.push_source_name, df: arrowColumns(readArrowBody(raw)), to: query.to ?? 'online' };
     }
-    const result = await push({ defs: ctx.state.served.defs, store: ctx.store, files: ctx.files }, request);
+    const result = await push({ defs: ctx.state.served.defs, store: ctx.store, files: ctx.files, ingest: ctx.ingest }, request);
     ctx.metrics.pushed(request.pushSource, request.to, result.rows);
+    for (const { view, rows } of result.late) if (rows) ctx.metrics.lateEvents.inc({ view }, rows);
     sendJson(res, 200, result);
   };
 }

@@ -1,0 +1,166 @@
+/**
+ * Time tiles of an aggregation view (CONTRACT s.2). Each window w has a tile size s; tile i of
+ * size s holds the partials (partial.ts) of the events with i*s <= e < (i+1)*s, one per input
+ * column that some window of size s aggregates, back to back. The value at time t of a window w
+ * combines tiles floor((t - w) / s) .. floor(t / s): tile-aligned at the tail, and at the head
+ * every event up to t, since no event after the read's instant has arrived. (An event stamped in
+ * the future counts once reads reach its tile, so up to one tile before its time.)
+ *
+ * A push costs O(1) per event and tile size (each event updates one tile of each size); a read
+ * costs O(w / s) tiles per window. Tiles older than the longest window of their size are never
+ * read again; stores drop them (their keys expire, and writers delete fields that fell out).
+ *
+ * A tile is stored under the field `<s>:<i>` (s in ms) of its entity's tile record for the view;
+ * the record's name carries `fingerprint`, so tiles written under another layout of the view
+ * (columns or tile sizes changed) are never mixed with these.
+ */
+import { createHash } from 'node:crypto';
+import type { AggregatedFeature, FeatureView } from '../definitions/types.js';
+import type { EntityKey } from '../online/entity-key.js';
+import { addValue, emptyTile, finalize, mergePartial, PARTIAL_SLOTS } from './partial.js';
+
+/** The tiles of one size: which input columns they hold (in this order), and how far back reads go. */
+export interface TileSize {
+  tileMs: number;
+  columns: readonly string[];
+  /** The longest window with this tile size. */
+  maxWindowMs: number;
+}
+
+/** One feature as the tiles give it. */
+export interface TiledFeature {
+  feature: AggregatedFeature;
+  /** Index into `TileLayout.sizes`. */
+  size: number;
+  /** Slot offset of its column's partial within a tile of that size. */
+  at: number;
+}
+
+export interface TileLayout {
+  view: string;
+  /** Every input column, in the order events carry their values. */
+  columns: readonly string[];
+  /** Per input column, how a pushed value becomes the double the offline store aggregates. */
+  toDouble: readonly ((value: number) => number)[];
+  sizes: readonly TileSize[];
+  /** In the view's feature order. */
+  features: readonly TiledFeature[];
+  /** Events older than this behind the clock no longer update online tiles. */
+  allowedLatenessMs: number;
+  /** How long a tile record lives after its last write: every tile in it is out of every window by then. */
+  retentionMs: number;
+  /** Of the columns and tile sizes: tiles of another layout are never combined with these. */
+  fingerprint: string;
+}
+
+const layouts = new WeakMap<FeatureView, TileLayout>();
+
+/** The tile layout of an aggregation view (cached per view object). */
+export function tileLayout(view: FeatureView): TileLayout {
+  const cached = layouts.get(view);
+  if (cached) return cached;
+  const features = view.aggregatedFeatures;
+  if (!features || features.length === 0) throw new Error(`feature view '${view.name}' has no aggregations`);
+  const columns = [...new Set(features.map((f) => f.column))];
+  const bySize = new Map<number, { columns: string[]; maxWindowMs: number }>();
+  for (const f of features) {
+    const size = bySize.get(f.tileMs) ?? { columns: [], maxWindowMs: 0 };
+    if (!size.columns.includes(f.column)) size.columns.push(f.column);
+    size.maxWindowMs = Math.max(size.maxWindowMs, f.windowMs);
+    bySize.set(f.tileMs, size);
+  }
+  const sizes: TileSize[] = [...bySize.entries()].sort((a, b) => a[0] - b[0]).map(([tileMs, s]) => ({ tileMs, columns: s.columns, maxWindowMs: s.maxWindowMs }));
+  const sourceSchema: Readonly<Record<string, string>> | undefined = view.source.type === 'push' ? view.source.schema : undefined;
+  const toDouble = columns.map((c) => {
+    const type = sourceSchema?.[c];
+    // A float32 input is stored as float32 offline, then read as a double: round the same way.
+    return type === 'float32' ? Math.fround : (v: number) => v;
+  });
+  const layout: TileLayout = {
+    view: view.name,
+    columns,
+    toDouble,
+    sizes,
+    features: features.map((feature) => {
+      const size = sizes.findIndex((s) => s.tileMs === feature.tileMs);
+      return { feature, size, at: sizes[size]!.columns.indexOf(feature.column) * PARTIAL_SLOTS };
+    }),
+    allowedLatenessMs: view.allowedLatenessMs,
+    retentionMs: Math.max(...sizes.map((s) => s.maxWindowMs + 2 * s.tileMs)) + view.allowedLatenessMs,
+    fingerprint: createHash('sha256')
+      .update(JSON.stringify([sizes.map((s) => [s.tileMs, s.columns]), toDouble.map((f) => f === Math.fround)]))
+      .digest('hex')
+      .slice(0, 12),
+  };
+  layouts.set(view, layout);
+  return layout;
+}
+
+export const tileField = (tileMs: number, index: number): string => `${tileMs}:${index}`;
+
+/** The first tile a read at `t` needs of a window `windowMs` over tiles of `tileMs`. */
+export const firstTile = (t: number, windowMs: number, tileMs: number): number => Math.floor((t - windowMs) / tileMs);
+
+/** Every tile field a read at `t` needs, for each size in layout order. */
+export function tilesToRead(layout: TileLayout, t: number): string[] {
+  const fields: string[] = [];
+  for (const s of layout.sizes) {
+    const last = Math.floor(t / s.tileMs);
+    for (let i = firstTile(t, s.maxWindowMs, s.tileMs); i <= last; i++) fields.push(tileField(s.tileMs, i));
+  }
+  return fields;
+}
+
+/** One pushed event of an aggregation view: its entity, times and input values in `layout.columns` order. */
+export interface TileEvent {
+  key: EntityKey;
+  eventMs: number;
+  createdMs: number;
+  values: readonly (number | null)[];
+}
+
+/** Per entity, per tile field: the partials of this batch of events, to merge into the stored tiles. */
+export type TileUpdates = Map<EntityKey, Map<string, Float64Array>>;
+
+/** Folds events into per-tile partials: one merge per (entity, tile) for the store, however many events. */
+export function tileUpdates(layout: TileLayout, events: readonly TileEvent[]): TileUpdates {
+  return foldEvents(layout, events, new Map());
+}
+
+/** As tileUpdates, adding to `out` (events folded after those already there: later on ties). */
+export function foldEvents(layout: TileLayout, events: readonly TileEvent[], out: TileUpdates): TileUpdates {
+  const columnIndex = layout.sizes.map((s) => s.columns.map((c) => layout.columns.indexOf(c)));
+  for (const event of events) {
+    let tiles = out.get(event.key);
+    if (!tiles) out.set(event.key, (tiles = new Map()));
+    layout.sizes.forEach((s, si) => {
+      const field = tileField(s.tileMs, Math.floor(event.eventMs / s.tileMs));
+      let tile = tiles.get(field);
+      if (!tile) tiles.set(field, (tile = emptyTile(s.columns.length)));
+      const indexes = columnIndex[si]!;
+      for (let c = 0; c < indexes.length; c++) {
+        const raw = event.values[indexes[c]!];
+        const value = raw === null || raw === undefined ? null : layout.toDouble[indexes[c]!]!(raw);
+        addValue(tile, c * PARTIAL_SLOTS, value, event.eventMs, event.createdMs);
+      }
+    });
+  }
+  return out;
+}
+
+/**
+ * The features of one entity at `t` from its stored tiles (field -> tile; absent tiles are
+ * empty), in layout feature order: numbers, count 0 and nulls for windows without events.
+ */
+export function valuesAt(layout: TileLayout, tiles: ReadonlyMap<string, Float64Array>, t: number): (number | null)[] {
+  return layout.features.map(({ feature, size, at }) => {
+    const s = layout.sizes[size]!;
+    const combined = emptyTile(1);
+    const last = Math.floor(t / s.tileMs);
+    for (let i = firstTile(t, feature.windowMs, s.tileMs); i <= last; i++) {
+      const tile = tiles.get(tileField(s.tileMs, i));
+      if (tile) mergePartial(combined, 0, tile, at);
+    }
+    return finalize(feature.fn, combined, 0);
+  });
+}
