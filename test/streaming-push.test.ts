@@ -149,6 +149,17 @@ describe.each(backends)('streaming aggregations: $name', (backend) => {
     expect(count.compared).toBe(6);
   });
 
+  it('serves as last the reading pushed last of several at one event time, as the dataset does', async () => {
+    const e = Date.now() - 2000;
+    const tied = [1, 2, 3].map((amplitude) => ({ weld_id: 'w9', event_timestamp: e, amplitude, temperature: 30 }));
+    await push({ defs, store, files }, { pushSource: 'readings', df: columns(tied), to: 'online_and_offline' });
+    const report = await verifyOnline({ defs, offlineDir: offlineDir(), store, at: asEpochMs(Date.now()), sample: 5 });
+    expect(report.features.filter((f) => f.feature.startsWith('amplitude_last')).map((f) => f.mismatches)).toEqual([0, 0]);
+    const { getOnlineFeatures } = await import('../src/online/online-features.js');
+    const online = await getOnlineFeatures({ defs, store, features: ['weld_stats:amplitude_last_1m'], entities: { weld_id: ['w9'] } });
+    expect(online.results[1]!.values).toEqual([3]);
+  });
+
   it('commits concurrent pushes together: every event counted, one offline file per flush, each push answered once durable', async () => {
     const ingest = new TileIngest({ store, files, flushMs: 50 });
     const now = Date.now();

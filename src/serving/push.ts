@@ -22,7 +22,7 @@
  */
 import { DuckDBTimestampTZValue, type DuckDBValue } from '@duckdb/node-api';
 import { DefinitionError, InputError, errorMessage } from '../core/errors.js';
-import { asEpochMs, parseInstant, utcDate } from '../core/time.js';
+import { asEpochMs, DAY_MS, parseInstant, utcDate } from '../core/time.js';
 import { parseValueType, type KeyType, type ValueType } from '../core/value-types.js';
 import type { Definitions, FeatureView, PushSource, SourceRow } from '../definitions/types.js';
 import { aggregationInputs, valueConverter } from '../offline/backfill.js';
@@ -194,6 +194,18 @@ function monotonicNow(rows = 1): number {
   return start;
 }
 
+let lastDay = NaN;
+let lastDate = '';
+/** utcDate, remembering the last day: a push's rows mostly share one. */
+function dateOf(ms: number): string {
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== lastDay) {
+    lastDay = day;
+    lastDate = utcDate(ms);
+  }
+  return lastDate;
+}
+
 /** Row i's created time in a push created at `base` (µs steps, see monotonicNow). */
 const rowCreated = (base: number, i: number): number => (i === 0 ? base : Math.round((base + i * 0.001) * 1000) / 1000);
 
@@ -262,7 +274,7 @@ function prepareView(view: FeatureView, source: PushSource, input: PushColumns, 
     if (toOffline || row.late) {
       // In pushedColumns(view) order: an aggregation view's (null) features are left out.
       row.offline = {
-        date: utcDate(eventMs),
+        date: dateOf(eventMs),
         values: [...keys.map((k, j) => keyDuckValue(k.type, layoutKeyColumns[j]![i])), micros(eventMs), micros(createdMs), ...values.offline, ...inputValues],
       };
     }

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import type { AggregatedFeature, FeatureView } from '../definitions/types.js';
 import type { EntityKey } from '../online/entity-key.js';
-import { addValue, emptyTile, finalize, mergePartial, PARTIAL_SLOTS } from './partial.js';
+import { addValue, clearPartial, emptyTile, finalize, mergePartial, PARTIAL_SLOTS } from './partial.js';
 
 /** The tiles of one size: which input columns they hold (in this order), and how far back reads go. */
 export interface TileSize {
@@ -130,22 +130,50 @@ export function tileUpdates(layout: TileLayout, events: readonly TileEvent[]): T
 /** As tileUpdates, adding to `out` (events folded after those already there: later on ties). */
 export function foldEvents(layout: TileLayout, events: readonly TileEvent[], out: TileUpdates): TileUpdates {
   const columnIndex = layout.sizes.map((s) => s.columns.map((c) => layout.columns.indexOf(c)));
+  const tiles = new TileArena();
+  // Events of one push mostly share their tiles' indexes: their field names are made once.
+  const lastIndex = layout.sizes.map(() => NaN);
+  const lastField = layout.sizes.map(() => '');
   for (const event of events) {
-    let tiles = out.get(event.key);
-    if (!tiles) out.set(event.key, (tiles = new Map()));
-    layout.sizes.forEach((s, si) => {
-      const field = tileField(s.tileMs, Math.floor(event.eventMs / s.tileMs));
-      let tile = tiles.get(field);
-      if (!tile) tiles.set(field, (tile = emptyTile(s.columns.length)));
+    let fields = out.get(event.key);
+    if (!fields) out.set(event.key, (fields = new Map()));
+    for (let si = 0; si < layout.sizes.length; si++) {
+      const s = layout.sizes[si]!;
+      const index = Math.floor(event.eventMs / s.tileMs);
+      if (index !== lastIndex[si]) {
+        lastIndex[si] = index;
+        lastField[si] = tileField(s.tileMs, index);
+      }
+      const field = lastField[si]!;
+      let tile = fields.get(field);
+      if (!tile) fields.set(field, (tile = tiles.take(s.columns.length)));
       const indexes = columnIndex[si]!;
       for (let c = 0; c < indexes.length; c++) {
         const raw = event.values[indexes[c]!];
         const value = raw === null || raw === undefined ? null : layout.toDouble[indexes[c]!]!(raw);
         addValue(tile, c * PARTIAL_SLOTS, value, event.eventMs, event.createdMs);
       }
-    });
+    }
   }
   return out;
+}
+
+/** Empty tiles cut from larger blocks: one allocation per few hundred tiles instead of one each. */
+class TileArena {
+  private block = new Float64Array(0);
+  private used = 0;
+
+  take(columns: number): Float64Array {
+    const length = columns * PARTIAL_SLOTS;
+    if (this.used + length > this.block.length) {
+      this.block = new Float64Array(Math.max(length, 16_384));
+      this.used = 0;
+    }
+    const tile = this.block.subarray(this.used, this.used + length);
+    this.used += length;
+    for (let c = 0; c < columns; c++) clearPartial(tile, c * PARTIAL_SLOTS);
+    return tile;
+  }
 }
 
 /**

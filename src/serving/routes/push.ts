@@ -4,7 +4,7 @@ import { bodyKind, parseJsonBody, readBody } from '../body.js';
 import { queryOf, type Handler, type ServingContext } from '../context.js';
 import { sendJson } from '../errors.js';
 import { push, type PushRequest } from '../push.js';
-import { parseWith, pushQuerySchema, pushRequestSchema } from '../schemas.js';
+import { parsePushRequest, parseWith, pushQuerySchema } from '../schemas.js';
 
 export function pushRoute(ctx: ServingContext): Handler {
   return async (req, res) => {
@@ -13,7 +13,7 @@ export function pushRoute(ctx: ServingContext): Handler {
     const raw = await readBody(req, ctx.maxBodyBytes);
     let request: PushRequest;
     if (kind === 'json') {
-      const body = parseWith(pushRequestSchema, parseJsonBody(raw));
+      const body = parsePushRequest(parseJsonBody(raw));
       request = { pushSource: body.push_source_name, df: body.df, to: body.to ?? 'online' };
     } else {
       const query = parseWith(pushQuerySchema, queryOf(req), 'query');
