@@ -14,7 +14,7 @@ import type { FeatureView } from '../src/definitions/types.js';
 import { encodeEntityKey, type EntityKey } from '../src/online/entity-key.js';
 import { openOnlineStore } from '../src/online/open.js';
 import { RedisOnlineStore } from '../src/online/redis/store.js';
-import { tileCutoffs, type OnlineStore } from '../src/online/store.js';
+import { TILE_SWEEP_MS, tileCutoffs, type OnlineStore } from '../src/online/store.js';
 import { mergePartial, PARTIAL_SLOTS } from '../src/streaming/partial.js';
 import { tileLayout, tilesToRead, tileUpdates, valuesAt, type TileEvent, type TileUpdates } from '../src/streaming/tiles.js';
 import { redisUrl, uniquePrefix } from './support/services.js';
@@ -315,12 +315,15 @@ describe.each(backends)('tile store: $name', ({ make }) => {
         // The hash tag of the entity's value record: the same slot.
         expect(tileKey).toBe(`${store.prefix}{driver_id=1}:tiles:driver_signal:${layout.fingerprint}`);
         const ttl = await admin.pttl(tileKey);
-        expect(ttl).toBeGreaterThan(layout.retentionMs - 5000);
-        expect(ttl).toBeLessThanOrEqual(layout.retentionMs);
-        await admin.pexpire(tileKey, 1000);
-        // A later write starts the retention again.
+        // The retention, plus the longest time to the next sweep (which refreshes it).
+        expect(ttl).toBeGreaterThan(layout.retentionMs + TILE_SWEEP_MS - 5000);
+        expect(ttl).toBeLessThanOrEqual(layout.retentionMs + TILE_SWEEP_MS);
+        await admin.pexpire(tileKey, 100_000);
+        // A write before the next sweep only merges; the one at the sweep pushes the expiry back.
         await store.mergeTiles(layout, tileUpdates(layout, [{ key: key(1), eventMs: T + 1, createdMs: T, values: [3, 4] }]), T);
-        expect(await admin.pttl(tileKey)).toBeGreaterThan(layout.retentionMs - 5000);
+        expect(await admin.pttl(tileKey)).toBeLessThanOrEqual(100_000);
+        await store.mergeTiles(layout, tileUpdates(layout, [{ key: key(1), eventMs: T + 2, createdMs: T, values: [3, 4] }]), T + TILE_SWEEP_MS);
+        expect(await admin.pttl(tileKey)).toBeGreaterThan(layout.retentionMs + TILE_SWEEP_MS - 5000);
         expect((await admin.hkeys(tileKey)).sort()).toEqual([field, `10000:${T / 10_000}`, 'swept'].sort());
         await admin.pexpire(tileKey, 1);
       } finally {

@@ -75,7 +75,7 @@ export interface OnlineStore {
    * Merges a batch of tile partials into the stored tiles of an aggregation view: per entity, every
    * field's partials are merged into the stored tile with the rule of `mergePartial` (the batch is the
    * newer side), atomically per entity record, so concurrent writers never lose an event. The record
-   * expires `layout.retentionMs` after its last write. Fields of a tile size older than
+   * expires between `layout.retentionMs` and that plus TILE_SWEEP_MS after its last write. Fields of a tile size older than
    * floor((nowMs - maxWindowMs(size) - layout.allowedLatenessMs) / tileMs) - 1 are deleted when a writer passes by (at least whenever a new field is created), so a live record does not grow without bound.
    *
    * A field absent from the record is stored as the batch's partial (bytes as given). A field of
@@ -122,11 +122,24 @@ export function onlineViewSpec(view: OnlineViewSource): OnlineViewSpec {
 }
 
 /**
+ * How often, at most, a tile record's old tiles are deleted and its expiry pushed back. Between
+ * sweeps a write only merges tiles: deleting a 1 s tile and refreshing the expiry on every write
+ * cost the store more than the merge (a weld's record is written several times a second).
+ */
+export const TILE_SWEEP_MS = 30_000;
+
+/**
  * Per tile size of `layout` (in layout order), the oldest tile index a writer at `nowMs` keeps:
- * fields of that size with a smaller index are deleted (OnlineStore.mergeTiles).
+ * fields of that size with a smaller index are deleted (OnlineStore.mergeTiles). It moves in steps
+ * of TILE_SWEEP_MS (of one tile for tiles longer than that), so a record is swept at most once per
+ * step; a tile is deleted up to one step after it fell out of every window.
  */
 export const tileCutoffs = (layout: TileLayout, nowMs: number): number[] =>
-  layout.sizes.map((s) => Math.floor((nowMs - s.maxWindowMs - layout.allowedLatenessMs) / s.tileMs) - 1);
+  layout.sizes.map((s) => {
+    const step = Math.max(1, Math.floor(TILE_SWEEP_MS / s.tileMs));
+    const cutoff = Math.floor((nowMs - s.maxWindowMs - layout.allowedLatenessMs) / s.tileMs) - 1;
+    return Math.floor(cutoff / step) * step;
+  });
 
 const tileSizesByPrefix = new WeakMap<TileLayout, Map<string, number>>();
 

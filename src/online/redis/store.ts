@@ -17,7 +17,7 @@ import { endianness } from 'node:os';
 import type { Result } from 'ioredis';
 import { PARTIAL_SLOTS, tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
-import { checkTileField, OnlineStoreUnavailableError, tileCutoffs, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
+import { checkTileField, OnlineStoreUnavailableError, TILE_SWEEP_MS, tileCutoffs, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
 import { ByteWriter, HEADER_BYTES } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
@@ -163,7 +163,8 @@ export class RedisOnlineStore implements OnlineStore {
     }
     if (entries.length === 0) return [];
 
-    const ttl = String(Math.max(1, Math.ceil(layout.retentionMs)));
+    // Refreshed when the record is swept (at most once per TILE_SWEEP_MS): long enough to outlive the next sweep.
+    const ttl = String(Math.max(1, Math.ceil(layout.retentionMs + TILE_SWEEP_MS)));
     const header = new ByteWriter(64);
     header.u8(layout.sizes.length);
     layout.sizes.forEach((s, i) => {

@@ -7,7 +7,9 @@
   KEYS[i]     the tile record of entity i: a hash with one field per tile, `<tileMs>:<index>`,
               holding its partials (little-endian doubles, 9 per column), and the field `swept`
               (below). A key may come more than once (a long batch is split); each is merged in turn.
-  ARGV[1]     the record's lifetime after a write, decimal ms (PEXPIRE)
+  ARGV[1]     the record's lifetime after a sweep, decimal ms (PEXPIRE): the retention plus the
+              longest time between sweeps (TILE_SWEEP_MS in store.ts), so it outlives every write
+              until the next sweep
   ARGV[2]     the tile sizes, in layout order: one byte, their number; then per size: one byte,
               the length of the text of its tileMs, that text (the fields' prefix), the cutoff
               (a little-endian double: fields of this size with a smaller index are deleted), and
@@ -33,9 +35,10 @@
   another's) is dropped like one below the cutoff: it would be deleted at the next write anyway,
   and the mark stays true. A record without `swept` is new.
 
-  Commands per key: HMGET (`swept` and the batch's fields), HSET (every merged or new field, and
-  `swept` when it moves), PEXPIRE; HDEL when tiles fell out; HKEYS after an idle span. A key none
-  of whose fields is written is left as it is (no expiry refresh, no new record).
+  Commands per key: HMGET (`swept` and the batch's fields) and HSET (every merged or new field);
+  when the cutoffs moved (they move in steps, at most once per TILE_SWEEP_MS) also HDEL of the
+  tiles that fell out, `swept`, and PEXPIRE; HKEYS after an idle span. A key none of whose
+  fields is written is left as it is (no deletion, no expiry refresh, no new record).
 
   Returns the number of tile fields written. The file name's `n`: any number of keys (numkeys is
   given per call; in a Cluster every call carries one key).
@@ -150,7 +153,7 @@ for i = 1, #KEYS do
   end
 
   local tiles = sets / 2
-  if tiles > 0 or (swept and moved) then
+  if tiles > 0 then
     if scan then
       deletes = 0
       local names = call('HKEYS', key)
@@ -175,8 +178,9 @@ for i = 1, #KEYS do
       set[sets] = encode(marksFormat, spread(keep, 1, nsizes))
     end
     call('HSET', key, spread(set, 1, sets))
-    -- Only a write of tiles keeps the record alive (not one that deleted some and moved `swept`).
-    if tiles > 0 then call('PEXPIRE', key, ttl) end
+    -- The expiry moves with the sweep (a new record, or cutoffs that moved): ARGV[1] outlives
+    -- the writes until the next one. Between sweeps a write is HMGET and HSET only.
+    if moved then call('PEXPIRE', key, ttl) end
     written = written + tiles
   end
 end
