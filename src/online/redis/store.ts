@@ -151,10 +151,14 @@ export class RedisOnlineStore implements OnlineStore {
     // The entries to send: per key, the fields still inside the cutoffs, at most TILES_PER_ENTRY.
     const entries: { key: string; fields: { name: string; size: number; index: number; tile: Float64Array }[] }[] = [];
     let total = 0;
+    // A flush's entities share their tiles' names: each is parsed once.
+    const parsed = new Map<string, [size: number, index: number]>();
     for (const [entityKey, fields] of updates) {
       let entry: (typeof entries)[number] | undefined;
       for (const [name, tile] of fields) {
-        const [size, index] = checkTileField(layout, name, tile);
+        let field = parsed.get(name);
+        if (!field || tile.length !== layout.sizes[field[0]]!.columns.length * PARTIAL_SLOTS) parsed.set(name, (field = checkTileField(layout, name, tile)));
+        const [size, index] = field;
         if (index < cutoffs[size]!) continue;
         if (!entry || entry.fields.length === TILES_PER_ENTRY) entries.push((entry = { key: this.tileKeyOf(layout, entityKey), fields: [] }));
         entry.fields.push({ name, size, index, tile });
