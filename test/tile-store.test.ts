@@ -324,7 +324,7 @@ describe.each(backends)('tile store: $name', ({ make }) => {
         expect(await admin.pttl(tileKey)).toBeLessThanOrEqual(100_000);
         await store.mergeTiles(layout, tileUpdates(layout, [{ key: key(1), eventMs: T + 2, createdMs: T, values: [3, 4] }]), T + TILE_SWEEP_MS);
         expect(await admin.pttl(tileKey)).toBeGreaterThan(layout.retentionMs + TILE_SWEEP_MS - 5000);
-        expect((await admin.hkeys(tileKey)).sort()).toEqual([field, `10000:${T / 10_000}`, 'swept'].sort());
+        expect((await admin.hkeys(tileKey)).sort()).toEqual([field, `10000:${T / 10_000}`, 'swept', 'v'].sort());
         await admin.pexpire(tileKey, 1);
       } finally {
         admin.disconnect();
@@ -376,13 +376,14 @@ describe('redis tile store on the wire', () => {
     return writes;
   }
 
-  it('reads N entities in one round trip, and merges them in one script call per 500 keys', async () => {
+  it('reads N entities in one round trip, and merges them with two script calls per 500 keys', async () => {
     const events: TileEvent[] = Array.from({ length: 1200 }, (_, i) => ({ key: key(i), eventMs: T - (i % 50) * 1000, createdMs: T, values: [i, i] }));
     const updates = tileUpdates(layout, events);
     // Once first, so that Redis has the script cached (a first call may be sent twice: EVALSHA, then EVAL).
     await store.mergeTiles(layout, tileUpdates(layout, [{ key: key(5000), eventMs: T, createdMs: T, values: [1, 1] }]), T);
-    // 1200 keys of 2 tiles each: 3 script calls (500 keys each at most).
-    expect(await socketWrites(() => store.mergeTiles(layout, updates, T))).toBe(3);
+    // 1200 keys of 2 tiles each: 3 read script calls, then 3 compare-and-set script calls (500
+    // keys each at most).
+    expect(await socketWrites(() => store.mergeTiles(layout, updates, T))).toBe(6);
     const keys = events.map((e) => e.key);
     const fields = [...new Set([...updates.values()].flatMap((m) => [...m.keys()]))];
     let read: Map<string, Float64Array>[] = [];

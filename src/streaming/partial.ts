@@ -5,8 +5,8 @@
  * A partial is PARTIAL_SLOTS float64 values: count, sum, mean, m2 (the sum of squared deviations
  * from the mean, Welford), min, max, and the last value with its event time and created time.
  * Tiles store several columns' partials back to back (one Float64Array), little-endian on disk and
- * on the wire, so the Redis script can merge them in place (redis/commands/mergeTiles-n.lua
- * applies the same rules as `mergePartial`).
+ * on the wire (`tileBytes`). Both stores merge with `mergePartial` (Redis by compare-and-set,
+ * redis/tile-merge.ts), so a tile's doubles are the same whichever store holds it.
  *
  * Combining is Chan et al.'s pairwise update of (count, mean, m2), which stays accurate whatever
  * the order of events or tiles; sums are plain float sums, which agree with the offline store's

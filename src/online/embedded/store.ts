@@ -114,7 +114,7 @@ export class EmbeddedOnlineStore implements OnlineStore {
       const now = Date.now();
       for (const [key, fields] of work) {
         const record = this.load(key, now);
-        // As in the Redis script (redis/commands/mergeTiles-n.lua): `swept` holds the greatest
+        // As on Redis (redis/tile-merge.ts): `swept` holds the greatest
         // cutoff per size any write applied, and a tile below it is neither kept nor written.
         const swept = record?.[1][SWEPT];
         const keep = cutoffs.slice();

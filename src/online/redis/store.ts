@@ -9,41 +9,32 @@
  *
  * The tiles of an aggregation view (streaming/tiles.ts) live beside it, one hash per entity and
  * view, `<prefix>{<entity key>}:tiles:<view>:<layout fingerprint>` (same hash tag, same slot),
- * one field per tile. Merges go through commands/mergeTiles-n.lua (read, merge and write each
- * record atomically, delete tiles out of every window, expiry `retentionMs` after the last
- * write); reads are one HMGET per entity, pipelined like the values'.
+ * one field per tile. Merges are read, merged here and written back by compare-and-set
+ * (tile-merge.ts, commands/casTiles-n.lua); reads are one HMGET per entity, pipelined like the
+ * values'.
  */
-import { endianness } from 'node:os';
 import type { Result } from 'ioredis';
-import { PARTIAL_SLOTS, tileFromBytes } from '../../streaming/partial.js';
+import { tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
-import { checkTileField, OnlineStoreUnavailableError, TILE_SWEEP_MS, tileCutoffs, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
+import { OnlineStoreUnavailableError, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
 import { ByteWriter, HEADER_BYTES } from '../codec.js';
+import { casMergeTiles } from './tile-merge.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    /** commands/mergeTiles-n.lua, numkeys given first. */
-    larderMergeTiles(numKeys: number, ...keysThenArgs: (string | Buffer | number)[]): Result<number, Context>;
-    /** commands/mergeTiles-n.lua with one key: a Cluster routes the call by it. */
-    larderMergeTiles1(key: string, ...args: (string | Buffer | number)[]): Result<number, Context>;
+    /** commands/casTiles-n.lua, numkeys given first: the positions of the records that changed. */
+    larderCasTiles(numKeys: number, ...keysThenArgs: (string | Buffer | number)[]): Result<number[], Context>;
+    /** commands/casTiles-n.lua with one key: a Cluster routes the call by it. */
+    larderCasTiles1(key: string, ...args: (string | Buffer | number)[]): Result<number[], Context>;
+    /** commands/readTiles-n.lua, numkeys given first, values as Buffers. */
+    larderReadTilesBuffer(numKeys: number, ...keysThenArgs: (string | Buffer | number)[]): Result<(Buffer | null)[][], Context>;
   }
 }
 
 /** Entities per script call on a standalone server: big enough to amortise the call, small enough not to stall other clients. */
 const KEYS_PER_CALL = 500;
-
-/**
- * Tile fields per mergeTiles script call on a standalone server (about a millisecond of Redis
- * time), and per key in one call: a key with more is sent as several entries (Lua's unpack, which
- * spreads a key's fields into HMGET and HSET, takes a few thousand values at most).
- */
-const TILES_PER_CALL = 4000;
-const TILES_PER_ENTRY = 1000;
-
-/** A tile's doubles are copied as they lie in memory when that is little-endian (as the script reads them). */
-const LITTLE_ENDIAN = endianness() === 'LE';
 
 /**
  * The expiry of a record a view without TTL was written to: 9999-12-31T23:59:59.999Z, in
@@ -131,107 +122,18 @@ export class RedisOnlineStore implements OnlineStore {
     return calls;
   }
 
-  mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
-    let calls: Promise<number>[];
-    try {
-      calls = this.sendTileMerges(layout, updates, nowMs);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (calls.length === 0) return Promise.resolve();
-    return this.guard(Promise.all(calls), 'mergeTiles').then(() => undefined);
-  }
-
   /**
-   * Encodes the batch and issues the mergeTiles script calls (commands/mergeTiles-n.lua
-   * documents the arguments). Every field is checked before any call goes out.
+   * Merges run one after another in this process: concurrent ones would make each other's
+   * compare-and-set fail (they read the same records), so only other processes' writes conflict.
    */
-  private sendTileMerges(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<number>[] {
-    const cutoffs = tileCutoffs(layout, nowMs);
-    // The entries to send: per key, the fields still inside the cutoffs, at most TILES_PER_ENTRY.
-    const entries: { key: string; fields: { name: string; size: number; index: number; tile: Float64Array }[] }[] = [];
-    let total = 0;
-    // A flush's entities share their tiles' names: each is parsed once.
-    const parsed = new Map<string, [size: number, index: number]>();
-    for (const [entityKey, fields] of updates) {
-      let entry: (typeof entries)[number] | undefined;
-      for (const [name, tile] of fields) {
-        let field = parsed.get(name);
-        if (!field || tile.length !== layout.sizes[field[0]]!.columns.length * PARTIAL_SLOTS) parsed.set(name, (field = checkTileField(layout, name, tile)));
-        const [size, index] = field;
-        if (index < cutoffs[size]!) continue;
-        if (!entry || entry.fields.length === TILES_PER_ENTRY) entries.push((entry = { key: this.tileKeyOf(layout, entityKey), fields: [] }));
-        entry.fields.push({ name, size, index, tile });
-        total++;
-      }
-    }
-    if (entries.length === 0) return [];
-
-    // Refreshed when the record is swept (at most once per TILE_SWEEP_MS): long enough to outlive the next sweep.
-    const ttl = String(Math.max(1, Math.ceil(layout.retentionMs + TILE_SWEEP_MS)));
-    const header = new ByteWriter(64);
-    header.u8(layout.sizes.length);
-    layout.sizes.forEach((s, i) => {
-      const prefix = String(s.tileMs);
-      header.ensure(1 + prefix.length + 12);
-      const buf = header.buf;
-      let at = header.pos;
-      buf[at++] = prefix.length;
-      at += buf.write(prefix, at, 'latin1');
-      buf.writeDoubleLE(cutoffs[i]!, at);
-      buf.writeUInt32LE(s.columns.length * PARTIAL_SLOTS * 8, at + 8);
-      header.pos = at + 12;
-    });
-    const sizesArg = header.bytes();
-
-    // The batch argument of every call, in one buffer; each call sends its slice (a view that
-    // stays valid when `out` grows into a new buffer).
-    const out = new ByteWriter(64 + total * (24 + 8 * PARTIAL_SLOTS * Math.max(...layout.sizes.map((s) => s.columns.length))));
-    const encodeEntry = (entry: (typeof entries)[number]): void => {
-      out.ensure(2);
-      out.buf.writeUInt16LE(entry.fields.length, out.pos);
-      out.pos += 2;
-      for (const { name, size, index, tile } of entry.fields) {
-        const bytes = tile.length * 8;
-        out.ensure(10 + name.length + bytes);
-        const buf = out.buf;
-        let at = out.pos;
-        buf[at] = size + 1;
-        buf.writeDoubleLE(index, at + 1);
-        buf[at + 9] = name.length;
-        at += 10;
-        at += buf.write(name, at, 'latin1');
-        if (LITTLE_ENDIAN) buf.set(new Uint8Array(tile.buffer, tile.byteOffset, bytes), at);
-        else for (let k = 0; k < tile.length; k++) buf.writeDoubleLE(tile[k]!, at + 8 * k);
-        out.pos = at + bytes;
-      }
-    };
-
-    const client = this.connection.client;
-    const calls: Promise<number>[] = [];
-    if (this.connection.cluster) {
-      // Entities live in different slots: one call per entry, which the client pipelines per node.
-      for (const entry of entries) {
-        const from = out.pos;
-        encodeEntry(entry);
-        calls.push(client.larderMergeTiles1(entry.key, ttl, sizesArg, out.buf.subarray(from, out.pos)));
-      }
-      return calls;
-    }
-    for (let start = 0; start < entries.length; ) {
-      const keys: string[] = [];
-      const from = out.pos;
-      let tiles = 0;
-      while (start < entries.length && keys.length < KEYS_PER_CALL && (tiles === 0 || tiles + entries[start]!.fields.length <= TILES_PER_CALL)) {
-        const entry = entries[start++]!;
-        keys.push(entry.key);
-        tiles += entry.fields.length;
-        encodeEntry(entry);
-      }
-      calls.push(client.larderMergeTiles(keys.length, ...keys, ttl, sizesArg, out.buf.subarray(from, out.pos)));
-    }
-    return calls;
+  mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
+    if (updates.size === 0) return Promise.resolve();
+    const run = this.tileMerges.then(() => this.guard(casMergeTiles(this.connection, (key) => this.tileKeyOf(layout, key), layout, updates, nowMs), 'mergeTiles'));
+    this.tileMerges = run.catch(() => {});
+    return run;
   }
+
+  private tileMerges: Promise<void> = Promise.resolve();
 
   async readTiles(layout: TileLayout, keys: readonly EntityKey[], fields: readonly string[]): Promise<Map<string, Float64Array>[]> {
     if (keys.length === 0 || fields.length === 0) return keys.map(() => new Map());
