@@ -41,30 +41,31 @@ const shown = (value: unknown): string => {
   return String(value);
 };
 
+const notAKey = (type: KeyType, value: unknown): never => {
+  throw new Error(`expected ${type}, got ${shown(value)}`);
+};
+
 /**
  * The canonical text of one key value: decimal digits for integer keys (no sign on zero, no
  * leading zeros), the string itself for string keys. Throws `expected <type>, got <value>`.
  */
 export function normaliseKeyValue(type: KeyType, value: unknown): string {
-  const wrong = (): never => {
-    throw new Error(`expected ${type}, got ${shown(value)}`);
-  };
-  if (type === 'string') return typeof value === 'string' ? value : wrong();
+  if (type === 'string') return typeof value === 'string' ? value : notAKey(type, value);
   // The common case, a JSON number: its decimal text is already canonical (String(-0) is '0').
   if (typeof value === 'number' && Number.isSafeInteger(value)) {
-    if (type === 'int32' && (value < -2_147_483_648 || value > 2_147_483_647)) wrong();
+    if (type === 'int32' && (value < -2_147_483_648 || value > 2_147_483_647)) notAKey(type, value);
     return String(value);
   }
   let n: bigint;
   if (typeof value === 'bigint') n = value;
   else if (typeof value === 'number') {
     // Beyond 2^53 a JSON number has lost digits already: such ids must come as strings.
-    if (!Number.isSafeInteger(value)) wrong();
+    if (!Number.isSafeInteger(value)) notAKey(type, value);
     n = BigInt(value);
   } else if (typeof value === 'string' && INTEGER_TEXT.test(value.trim())) n = BigInt(value.trim());
-  else return wrong();
+  else return notAKey(type, value);
   const [lo, hi] = INT_RANGE[type];
-  if (n < lo || n > hi) wrong();
+  if (n < lo || n > hi) notAKey(type, value);
   return n.toString();
 }
 

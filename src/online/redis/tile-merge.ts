@@ -15,6 +15,7 @@
  * has the script look at every field. Fields of the batch below the record's marks are dropped
  * (they would be deleted at the next sweep), and the expiry is pushed back when the marks move.
  */
+import { endianness } from 'node:os';
 import { mergePartial, PARTIAL_SLOTS, tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
 import { checkTileField, OnlineStoreUnavailableError, TILE_SWEEP_MS, tileCutoffs } from '../store.js';
@@ -132,25 +133,33 @@ function planWrite(layout: TileLayout, entry: Entry, stored: readonly (Buffer | 
   return { version, flags: (moved ? 1 : 0) | (scan ? 2 : 0), keep, sets, swept: moved ? Float64Array.from(keep) : null, deletes: scan ? [] : deletes };
 }
 
-/** A tile's doubles, read from the stored bytes here (no allocation per tile). */
+/** A tile's doubles, and the same memory as bytes: stored tiles are copied in and merged tiles out whole. */
 let scratch = new Float64Array(16 * PARTIAL_SLOTS);
+let scratchBytes = new Uint8Array(scratch.buffer);
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 /** Writes `tile` merged into `stored` (or `tile` alone) as little-endian doubles at `out`'s position. */
 function writeMerged(out: ByteWriter, stored: Buffer | null, tile: Float64Array): void {
   const n = tile.length;
-  out.ensure(n * 8);
-  const buf = out.buf;
-  let at = out.pos;
-  if (stored && stored.length !== n * 8) throw new Error(`tile record: a stored tile of ${stored.length} bytes where ${n * 8} were expected`);
-  if (!stored) {
-    for (let k = 0; k < n; k++, at += 8) buf.writeDoubleLE(tile[k]!, at);
+  const bytes = n * 8;
+  if (stored && stored.length !== bytes) throw new Error(`tile record: a stored tile of ${stored.length} bytes where ${bytes} were expected`);
+  out.ensure(bytes);
+  if (!LITTLE_ENDIAN) {
+    const merged = stored ? tileFromBytes(stored) : Float64Array.from(tile);
+    if (stored) for (let c = 0; c < n; c += PARTIAL_SLOTS) mergePartial(merged, c, tile, c);
+    for (let k = 0; k < n; k++) out.buf.writeDoubleLE(merged[k]!, out.pos + 8 * k);
+  } else if (!stored) {
+    out.buf.set(new Uint8Array(tile.buffer, tile.byteOffset, bytes), out.pos);
   } else {
-    if (n > scratch.length) scratch = new Float64Array(n);
-    for (let k = 0; k < n; k++) scratch[k] = stored.readDoubleLE(k * 8);
+    if (n > scratch.length) {
+      scratch = new Float64Array(n);
+      scratchBytes = new Uint8Array(scratch.buffer);
+    }
+    scratchBytes.set(stored);
     for (let c = 0; c < n; c += PARTIAL_SLOTS) mergePartial(scratch, c, tile, c);
-    for (let k = 0; k < n; k++, at += 8) buf.writeDoubleLE(scratch[k]!, at);
+    out.buf.set(scratchBytes.subarray(0, bytes), out.pos);
   }
-  out.pos = at;
+  out.pos += bytes;
 }
 
 /** Sends the compare-and-set writes; the entries whose records changed since they were read. */
