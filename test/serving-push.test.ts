@@ -258,6 +258,11 @@ describe('POST /push', () => {
     expect(live.status).toBe(200);
     expect(live.json).toMatchObject({ online: ['ping_stats'], late: [{ view: 'ping_stats', rows: 0 }] });
     expect(await online([4002], ['ping_stats:strength_max_10m'])).toEqual({ driver_id: [4002], ping_stats__strength_max_10m: [0.5] });
+    // Too late for the tiles (the pings are hours old): counted in /metrics, kept offline.
+    const late = await request('/push', { push_source_name: 'pings', df: { driver_id: [4003], strength: [0.1], event_timestamp: [T0] } });
+    expect(late.json).toMatchObject({ online: ['ping_stats'], late: [{ view: 'ping_stats', rows: 1 }] });
+    expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/larder_late_events_total\{view="ping_stats"\} 1\n/);
+    expect(await online([4003], ['ping_stats:strength_max_10m'])).toEqual({ driver_id: [4003], ping_stats__strength_max_10m: [null] });
     const stored = await request('/push', { push_source_name: 'pings', df, to: 'offline' });
     expect(stored.status).toBe(200);
     expect(stored.json).toMatchObject({ views: ['ping_stats'], online: [], offline: ['ping_stats'] });
