@@ -178,7 +178,7 @@ describe.each(backends)('streaming aggregations: $name', (backend) => {
     const report = await verifyOnline({ defs, offlineDir: offlineDir(), store, at: asEpochMs(Date.now()), sample: 10 });
     expect(report.mismatches).toBe(0);
     await ingest.close();
-    await expect(ingest.add(defs.views.get('weld_stats')!, [], [])).rejects.toThrow(/closed/);
+    await expect(ingest.add(defs.views.get('weld_stats')!, { keys: ['weld_id=w1' as never], eventMs: new Float64Array(1), createdMs: new Float64Array(1), values: [], present: [] }, null)).rejects.toThrow(/closed/);
   });
 
   it('fails every push of a flush the store refuses, and writes none of their files', async () => {

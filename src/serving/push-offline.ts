@@ -16,7 +16,7 @@ import type { FeatureView } from '../definitions/types.js';
 import { offlineColumns } from '../offline/backfill.js';
 import type { LayoutColumn } from '../offline/partition-writer.js';
 import { openDuckDB, sqlIdent, sqlString } from '../offline/duckdb.js';
-import { EVENT_TIMESTAMP, partitionDir } from '../offline/layout.js';
+import { CREATED_TIMESTAMP, EVENT_TIMESTAMP, partitionDir } from '../offline/layout.js';
 import { OfflineWriteError } from './errors.js';
 
 /**
@@ -32,11 +32,44 @@ export function pushedColumns(view: FeatureView): LayoutColumn[] {
   return all.filter((c) => !features.has(c.name));
 }
 
-/** One row in `pushedColumns(view)` order, and its partition date. */
+/** One row in `pushedColumns(view)` order, and its partition date. Times are epoch ms (numbers). */
 export interface OfflineRow {
   date: string;
   values: readonly DuckDBValue[];
 }
+
+/**
+ * Rows as columns, in `pushedColumns(view)` order, and each row's partition date: what the push
+ * path of aggregation views builds, without an array per row. Times are epoch ms (numbers).
+ */
+export interface OfflineColumns {
+  dates: string[];
+  columns: DuckDBValue[][];
+}
+
+/** Rows as columns (`columns` is the number of columns). */
+export function rowsToColumns(rows: readonly OfflineRow[], columns: number): OfflineColumns {
+  const out: OfflineColumns = { dates: rows.map((r) => r.date), columns: Array.from({ length: columns }, () => new Array<DuckDBValue>(rows.length)) };
+  rows.forEach((row, r) => {
+    for (let c = 0; c < columns; c++) out.columns[c]![r] = row.values[c]!;
+  });
+  return out;
+}
+
+/** Appends `more` to `into`, column by column. */
+export function appendColumns(into: OfflineColumns, more: OfflineColumns): void {
+  for (const d of more.dates) into.dates.push(d);
+  more.columns.forEach((column, c) => {
+    const target = (into.columns[c] ??= []);
+    for (const v of column) target.push(v);
+  });
+}
+
+/** The pushed columns' types in the staging table: times arrive as epoch ms and become TIMESTAMPTZ in the COPY. */
+const TIME_COLUMNS = new Set([EVENT_TIMESTAMP, CREATED_TIMESTAMP]);
+const stagingType = (c: LayoutColumn): string => (TIME_COLUMNS.has(c.name) ? 'DOUBLE' : c.type);
+const fromStaging = (c: LayoutColumn): string =>
+  TIME_COLUMNS.has(c.name) ? `make_timestamptz(CAST(round(${sqlIdent(c.name)} * 1000) AS BIGINT)) AS ${sqlIdent(c.name)}` : sqlIdent(c.name);
 
 export interface StagedFile {
   /** The hidden name it is written under. */
@@ -57,9 +90,11 @@ export class PushFileWriter {
   constructor(private readonly offlineDir: string) {}
 
   /** Writes the rows of one view into hidden files, one per date, flushed to disk. */
-  async stage(view: FeatureView, rows: readonly OfflineRow[], stamp: string): Promise<StagedFile[]> {
-    if (rows.length === 0) return [];
+  async stage(view: FeatureView, rows: readonly OfflineRow[] | OfflineColumns, stamp: string): Promise<StagedFile[]> {
     const columns = pushedColumns(view);
+    const batch = Array.isArray(rows) ? rowsToColumns(rows as readonly OfflineRow[], columns.length) : (rows as OfflineColumns);
+    const count = batch.dates.length;
+    if (count === 0) return [];
     const given = new Set(columns.map((c) => c.name));
     let connection: DuckDBConnection;
     try {
@@ -70,20 +105,15 @@ export class PushFileWriter {
     const table = `__push_${++tableCounter}`;
     const staged: StagedFile[] = [];
     try {
-      await connection.run(`CREATE TABLE ${sqlIdent(table)} (${[...columns.map((c) => `${sqlIdent(c.name)} ${c.type}`), '__date VARCHAR'].join(', ')})`);
+      await connection.run(`CREATE TABLE ${sqlIdent(table)} (${[...columns.map((c) => `${sqlIdent(c.name)} ${stagingType(c)}`), '__date VARCHAR'].join(', ')})`);
       const appender = await connection.createAppender(table);
       try {
         const types = Array.from({ length: appender.columnCount }, (_, i) => appender.columnType(i));
-        for (let start = 0; start < rows.length; start += CHUNK) {
-          const n = Math.min(CHUNK, rows.length - start);
+        for (let start = 0; start < count; start += CHUNK) {
+          const n = Math.min(CHUNK, count - start);
           const chunk = DuckDBDataChunk.create(types, n);
-          const data = types.map(() => new Array<DuckDBValue>(n));
-          for (let r = 0; r < n; r++) {
-            const row = rows[start + r]!;
-            for (let c = 0; c < columns.length; c++) data[c]![r] = row.values[c]!;
-            data[columns.length]![r] = row.date;
-          }
-          chunk.setColumns(data);
+          const slice = (column: readonly DuckDBValue[]) => (start === 0 && n === column.length ? column : column.slice(start, start + n));
+          chunk.setColumns([...batch.columns.map(slice), slice(batch.dates)]);
           appender.appendDataChunk(chunk);
         }
         appender.flushSync();
@@ -92,9 +122,9 @@ export class PushFileWriter {
       }
       const order = [...joinKeysOf(view), EVENT_TIMESTAMP].map(sqlIdent).join(', ');
       const names = offlineColumns(view)
-        .map((c) => (given.has(c.name) ? sqlIdent(c.name) : `CAST(NULL AS ${c.type}) AS ${sqlIdent(c.name)}`))
+        .map((c) => (given.has(c.name) ? fromStaging(c) : `CAST(NULL AS ${c.type}) AS ${sqlIdent(c.name)}`))
         .join(', ');
-      for (const date of [...new Set(rows.map((r) => r.date))].sort()) {
+      for (const date of [...new Set(batch.dates)].sort()) {
         const dir = partitionDir(this.offlineDir, view.name, date);
         const name = `push-${stamp}-${randomUUID()}.parquet`;
         const file: StagedFile = { temp: join(dir, `.${name}.tmp`), path: join(dir, name) };

@@ -20,7 +20,7 @@
  * (features null, raw input columns after them) so datasets aggregate them. Input values of a
  * float32 source column are rounded to float32 on the way in, online and offline alike.
  */
-import { DuckDBTimestampTZValue, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBValue } from '@duckdb/node-api';
 import { DefinitionError, InputError, errorMessage } from '../core/errors.js';
 import { asEpochMs, DAY_MS, parseInstant, utcDate } from '../core/time.js';
 import { parseValueType, type KeyType, type ValueType } from '../core/value-types.js';
@@ -29,10 +29,10 @@ import { aggregationInputs, valueConverter } from '../offline/backfill.js';
 import { canonicalKeyOrder, entityKeyFromCanonical, normaliseKeyValue, type EntityKey } from '../online/entity-key.js';
 import { joinKeySpecs, onlineViewSpec, type OnlineRow, type OnlineStore } from '../online/store.js';
 import type { TileIngest } from '../streaming/ingest.js';
-import { tileLayout, tileUpdates, type TileEvent, type TileLayout } from '../streaming/tiles.js';
+import { foldColumns, tileLayout, type TileEventColumns } from '../streaming/tiles.js';
 import { notFound } from './errors.js';
 import { readPushColumns, type PushColumns } from './push-input.js';
-import { fileStamp, type OfflineRow, type PushFileWriter, type StagedFile } from './push-offline.js';
+import { fileStamp, type OfflineColumns, type OfflineRow, type PushFileWriter, type StagedFile } from './push-offline.js';
 import type { PushTarget } from './schemas.js';
 
 export interface PushRequest {
@@ -79,49 +79,41 @@ export async function push(ctx: PushContext, request: PushRequest): Promise<Push
 
   const written = fed.filter((v) => plan.online.includes(v) || plan.offline.includes(v));
   const clock = (ctx.clock ?? Date.now)();
-  const prepared = written.map((view) => {
-    const toOffline = plan.offline.includes(view);
-    // An aggregation view written online: events before this are late, and go offline whatever the target.
-    const lateBefore = view.aggregatedFeatures && plan.online.includes(view) ? clock - tileLayout(view).allowedLatenessMs : -Infinity;
-    return { view, rows: prepareView(view, source, input, createdNow, toOffline, lateBefore) };
+  // Value views as rows (one per entity and event time); aggregation views as columns of events.
+  const rowViews = written.filter((v) => !v.aggregatedFeatures).map((view) => ({ view, rows: prepareView(view, source, input, createdNow, plan.offline.includes(view)) }));
+  const eventViews = written.filter((v) => v.aggregatedFeatures).map((view) => {
+    // Written online: events before this are late, and go offline whatever the target.
+    const lateBefore = plan.online.includes(view) ? clock - tileLayout(view).allowedLatenessMs : -Infinity;
+    return { view, batch: prepareEvents(view, source, input, createdNow, plan.offline.includes(view), lateBefore) };
   });
-  const late: PushResult['late'] = [];
-  const tiled = new Map<FeatureView, { layout: TileLayout; events: TileEvent[] }>();
-  for (const { view, rows } of prepared) {
-    if (!view.aggregatedFeatures || !plan.online.includes(view)) continue;
-    const layout = tileLayout(view);
-    const events: TileEvent[] = [];
-    let lateRows = 0;
-    for (const r of rows) {
-      if (r.late) lateRows++;
-      else events.push({ key: r.online.key, eventMs: r.online.eventMs, createdMs: r.online.createdMs!, values: r.inputs! });
-    }
-    tiled.set(view, { layout, events });
-    late.push({ view: view.name, rows: lateRows });
-  }
+  const late: PushResult['late'] = eventViews.filter(({ view }) => plan.online.includes(view)).map(({ view, batch }) => ({ view: view.name, rows: batch.lateRows }));
   // One view after another: should the store fail midway, the views before stay written (the
   // 503 says the push failed; pushing it again is harmless for value views, whose rows win or
   // tie; an aggregation view would count the events of a retried push twice).
   const staged: StagedFile[] = [];
-  const offlineOf = (rows: PreparedRow[]): OfflineRow[] => {
-    const out: OfflineRow[] = [];
-    for (const r of rows) if (r.offline) out.push(r.offline);
-    return out;
-  };
   try {
     const stamp = fileStamp(createdNow);
-    for (const { view, rows } of prepared) {
-      if (ctx.ingest && tiled.has(view)) continue;
-      const offlineRows = offlineOf(rows);
+    for (const { view, rows } of rowViews) {
+      const offlineRows: OfflineRow[] = [];
+      for (const r of rows) if (r.offline) offlineRows.push(r.offline);
       if (offlineRows.length) staged.push(...(await ctx.files.stage(view, offlineRows, stamp)));
     }
+    for (const { view, batch } of eventViews) {
+      // With group commit, the flush writes them (with the other pushes').
+      const viaIngest = ctx.ingest && plan.online.includes(view);
+      if (!viaIngest && batch.offline) staged.push(...(await ctx.files.stage(view, batch.offline, stamp)));
+    }
+    for (const { view, rows } of rowViews) {
+      if (plan.online.includes(view)) await ctx.store.write(onlineViewSpec(view), rows.map((r) => r.online));
+    }
     const ingested: Promise<void>[] = [];
-    for (const { view, rows } of prepared) {
+    for (const { view, batch } of eventViews) {
       if (!plan.online.includes(view)) continue;
-      const tiles = tiled.get(view);
-      if (!tiles) await ctx.store.write(onlineViewSpec(view), rows.map((r) => r.online));
-      else if (ctx.ingest) ingested.push(ctx.ingest.add(view, tiles.events, offlineOf(rows)));
-      else if (tiles.events.length) await ctx.store.mergeTiles(tiles.layout, tileUpdates(tiles.layout, tiles.events), clock);
+      if (ctx.ingest) ingested.push(ctx.ingest.add(view, batch.events, batch.offline));
+      else if (batch.events.keys.length > batch.lateRows) {
+        const layout = tileLayout(view);
+        await ctx.store.mergeTiles(layout, foldColumns(layout, batch.events, new Map()), clock);
+      }
     }
     await Promise.all(ingested);
   } catch (err) {
@@ -175,10 +167,6 @@ interface PreparedRow {
   online: OnlineRow;
   /** The row for the offline store, when it goes there. */
   offline?: OfflineRow;
-  /** Aggregation views: the input values, in `aggregationInputs(view)` order. */
-  inputs?: (number | null)[];
-  /** Aggregation views: too late for the online tiles. */
-  late?: boolean;
 }
 
 let lastNow = 0;
@@ -209,34 +197,45 @@ function dateOf(ms: number): string {
 /** Row i's created time in a push created at `base` (µs steps, see monotonicNow). */
 const rowCreated = (base: number, i: number): number => (i === 0 ? base : Math.round((base + i * 0.001) * 1000) / 1000);
 
-/** An aggregation view's pushed rows carry no feature values (datasets compute them from the inputs). */
-const NO_VALUES = { online: [] as unknown[], offline: [] as DuckDBValue[] };
 
-const micros = (ms: number): DuckDBTimestampTZValue => new DuckDBTimestampTZValue(BigInt(Math.round(ms * 1000)));
-
-/**
- * The rows of one view: keys, times and feature values, online, and offline when `toOffline` or
- * (aggregation views) when the event is before `lateBefore`.
- */
-function prepareView(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number, toOffline: boolean, lateBefore: number): PreparedRow[] {
+/** The rows of a value view: keys, times and feature values, online, and offline when `toOffline`. */
+function prepareView(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number, toOffline: boolean): PreparedRow[] {
   const keys = joinKeySpecs(view);
-  const ordered = canonicalKeyOrder(keys);
-  const keyColumns = ordered.map((k) => input.columns.get(k.name));
   const layoutKeyColumns = keys.map((k) => input.columns.get(k.name));
+  const { keyOf, createdOf } = entityKeys(view, source, input, createdNow);
+  const features = featureComputer(view, source, input);
+
+  // Latest row per (entity, event time): greatest created time, then the later row.
+  const latest = new Map<string, number>();
+  for (let i = 0; i < input.rows; i++) {
+    const id = `${keyOf[i]}\u0000${input.eventMs[i]}`;
+    const seen = latest.get(id);
+    if (seen === undefined || createdOf[i]! >= createdOf[seen]!) latest.set(id, i);
+  }
+  const out: PreparedRow[] = [];
+  for (const i of [...latest.values()].sort((a, b) => a - b)) {
+    const eventMs = asEpochMs(input.eventMs[i]!);
+    const createdMs = asEpochMs(createdOf[i]!);
+    const values = features(i);
+    const row: PreparedRow = { online: { key: keyOf[i]!, eventMs, createdMs, values: values.online } };
+    if (toOffline) {
+      row.offline = { date: dateOf(eventMs), values: [...keys.map((k, j) => keyDuckValue(k.type, layoutKeyColumns[j]![i])), eventMs, createdMs, ...values.offline] };
+    }
+    out.push(row);
+  }
+  return out;
+}
+
+/** Every row's entity key and created time (row i of a push: its created field, or the push's time + i µs). */
+function entityKeys(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number): { keyOf: EntityKey[]; createdOf: Float64Array } {
+  const ordered = canonicalKeyOrder(joinKeySpecs(view));
+  const keyColumns = ordered.map((k) => input.columns.get(k.name));
   for (const [i, k] of ordered.entries()) {
     if (!keyColumns[i]) throw new DefinitionError(`featureView '${view.name}': join key '${k.name}' is not a column of push source '${source.name}'`);
   }
-  const features = view.aggregatedFeatures ? undefined : featureComputer(view, source, input);
-  const inputs = view.aggregatedFeatures
-    ? aggregationInputs(view).map((c) => ({ name: c, values: input.columns.get(c), float32: source.schema[c] === 'float32' }))
-    : [];
   const keyText = new Array<string>(ordered.length);
-
-  // Latest row per (entity, event time): greatest created time, then the later row. Aggregation
-  // views keep every event: each counts.
-  const latest = new Map<string, number>();
   const keyOf = new Array<EntityKey>(input.rows);
-  const createdOf = new Array<number>(input.rows);
+  const createdOf = new Float64Array(input.rows);
   for (let i = 0; i < input.rows; i++) {
     for (let k = 0; k < ordered.length; k++) {
       try {
@@ -246,41 +245,69 @@ function prepareView(view: FeatureView, source: PushSource, input: PushColumns, 
       }
     }
     keyOf[i] = entityKeyFromCanonical(ordered, keyText);
-    createdOf[i] = input.createdMs?.[i] ?? (rowCreated(createdNow, i));
-    if (view.aggregatedFeatures) continue;
-    const id = `${keyOf[i]}\u0000${input.eventMs[i]}`;
-    const seen = latest.get(id);
-    if (seen === undefined || createdOf[i]! >= createdOf[seen]!) latest.set(id, i);
+    createdOf[i] = input.createdMs?.[i] ?? rowCreated(createdNow, i);
   }
+  return { keyOf, createdOf };
+}
 
-  const out: PreparedRow[] = [];
-  const chosen = view.aggregatedFeatures ? Array.from({ length: input.rows }, (_, i) => i) : [...latest.values()].sort((a, b) => a - b);
-  for (const i of chosen) {
-    const eventMs = asEpochMs(input.eventMs[i]!);
-    const createdMs = asEpochMs(createdOf[i]!);
-    const values = features ? features(i) : NO_VALUES;
-    const row: PreparedRow = { online: { key: keyOf[i]!, eventMs, createdMs, values: values.online } };
-    const inputValues = inputs.map((c) => {
-      const v = c.values?.[i];
-      if (v === null || v === undefined) return null;
-      if (typeof v === 'number') return c.float32 ? Math.fround(v) : v;
-      if (typeof v === 'bigint') return Number(v);
-      throw new InputError(`df.${c.name}[${i}]: expected a number (aggregation input of feature view '${view.name}'), got ${typeof v}`);
-    });
-    if (view.aggregatedFeatures) {
-      row.inputs = inputValues;
-      row.late = eventMs < lateBefore;
+/** A push's events for an aggregation view, as columns; offline columns for the rows that go offline. */
+interface EventBatch {
+  events: TileEventColumns;
+  lateRows: number;
+  offline: OfflineColumns | null;
+}
+
+/**
+ * Every row of the push as an event of an aggregation view: its input values (a float32 source
+ * column rounded to float32, as the offline store keeps it), late when before `lateBefore`, and
+ * offline when `toOffline` or late.
+ */
+function prepareEvents(view: FeatureView, source: PushSource, input: PushColumns, createdNow: number, toOffline: boolean, lateBefore: number): EventBatch {
+  const n = input.rows;
+  const { keyOf, createdOf } = entityKeys(view, source, input, createdNow);
+  const eventMs = Float64Array.from(input.eventMs);
+  const names = aggregationInputs(view);
+  const values = names.map(() => new Float64Array(n));
+  const present = names.map(() => new Uint8Array(n));
+  names.forEach((name, c) => {
+    const column = input.columns.get(name);
+    const float32 = source.schema[name] === 'float32';
+    if (!column) return;
+    for (let i = 0; i < n; i++) {
+      const v = column[i];
+      if (v === null || v === undefined) continue;
+      if (typeof v === 'number') values[c]![i] = float32 ? Math.fround(v) : v;
+      else if (typeof v === 'bigint') values[c]![i] = Number(v);
+      else throw new InputError(`df.${name}[${i}]: expected a number (aggregation input of feature view '${view.name}'), got ${typeof v}`);
+      present[c]![i] = 1;
     }
-    if (toOffline || row.late) {
-      // In pushedColumns(view) order: an aggregation view's (null) features are left out.
-      row.offline = {
-        date: dateOf(eventMs),
-        values: [...keys.map((k, j) => keyDuckValue(k.type, layoutKeyColumns[j]![i])), micros(eventMs), micros(createdMs), ...values.offline, ...inputValues],
-      };
+  });
+  const skip = new Uint8Array(n);
+  let lateRows = 0;
+  for (let i = 0; i < n; i++) {
+    if (eventMs[i]! < lateBefore) {
+      skip[i] = 1;
+      lateRows++;
     }
-    out.push(row);
   }
-  return out;
+  let offline: OfflineColumns | null = null;
+  if (toOffline || lateRows > 0) {
+    // In pushedColumns(view) order: keys, times, inputs (the null features are left out).
+    const keys = joinKeySpecs(view);
+    const keyColumns = keys.map((k) => input.columns.get(k.name)!);
+    const rows: number[] = [];
+    for (let i = 0; i < n; i++) if (toOffline || skip[i]) rows.push(i);
+    offline = {
+      dates: rows.map((i) => dateOf(eventMs[i]!)),
+      columns: [
+        ...keys.map((k, j) => rows.map((i) => keyDuckValue(k.type, keyColumns[j]![i]))),
+        rows.map((i) => eventMs[i]!),
+        rows.map((i) => createdOf[i]!),
+        ...names.map((_, c) => rows.map((i) => (present[c]![i] ? values[c]![i]! : null))),
+      ],
+    };
+  }
+  return { events: { keys: keyOf, eventMs, createdMs: createdOf, values, present, skip }, lateRows, offline };
 }
 
 /** A join key as the layout stores it (BIGINT, INTEGER or VARCHAR); checked by normaliseKeyValue already. */

@@ -18,8 +18,8 @@
  */
 import type { FeatureView } from '../definitions/types.js';
 import type { OnlineStore } from '../online/store.js';
-import { fileStamp, type OfflineRow, type PushFileWriter, type StagedFile } from '../serving/push-offline.js';
-import { foldEvents, tileLayout, type TileEvent, type TileUpdates } from './tiles.js';
+import { appendColumns, fileStamp, type OfflineColumns, type PushFileWriter, type StagedFile } from '../serving/push-offline.js';
+import { foldColumns, tileLayout, type TileEventColumns, type TileUpdates } from './tiles.js';
 
 export interface IngestOptions {
   store: OnlineStore;
@@ -33,7 +33,7 @@ export interface IngestOptions {
 interface Pending {
   view: FeatureView;
   updates: TileUpdates;
-  offline: OfflineRow[];
+  offline: OfflineColumns;
 }
 
 interface Waiter {
@@ -57,18 +57,18 @@ export class TileIngest {
    * Adds a push's events of one aggregation view (online) and its rows for the offline store;
    * resolves once both are written, rejects with the flush's error.
    */
-  add(view: FeatureView, events: readonly TileEvent[], offline: readonly OfflineRow[]): Promise<void> {
+  add(view: FeatureView, events: TileEventColumns, offline: OfflineColumns | null): Promise<void> {
     if (this.closed) return Promise.reject(new Error('push ingest: closed'));
-    if (events.length === 0 && offline.length === 0) return Promise.resolve();
+    if (events.keys.length === 0 && !offline?.dates.length) return Promise.resolve();
     let pending = this.pending.get(view.name);
     if (!pending || pending.view !== view) {
       // A reload replaced the view: what waits under the old one is flushed first.
       if (pending) void this.flushSoon(0);
-      pending = { view, updates: new Map(), offline: [] };
+      pending = { view, updates: new Map(), offline: { dates: [], columns: [] } };
       this.pending.set(view.name, pending);
     }
-    foldEvents(tileLayout(view), events, pending.updates);
-    for (const row of offline) pending.offline.push(row);
+    foldColumns(tileLayout(view), events, pending.updates);
+    if (offline) appendColumns(pending.offline, offline);
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.flushSoon(this.flushMs);
@@ -114,7 +114,7 @@ export class TileIngest {
     const staged: StagedFile[] = [];
     try {
       const stamp = fileStamp(now);
-      for (const p of batch.values()) if (p.offline.length) staged.push(...(await files.stage(p.view, p.offline, stamp)));
+      for (const p of batch.values()) if (p.offline.dates.length) staged.push(...(await files.stage(p.view, p.offline, stamp)));
       for (const p of batch.values()) if (p.updates.size) await store.mergeTiles(tileLayout(p.view), p.updates, now);
     } catch (err) {
       await files.abort(staged);

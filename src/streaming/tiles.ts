@@ -129,17 +129,56 @@ export function tileUpdates(layout: TileLayout, events: readonly TileEvent[]): T
 
 /** As tileUpdates, adding to `out` (events folded after those already there: later on ties). */
 export function foldEvents(layout: TileLayout, events: readonly TileEvent[], out: TileUpdates): TileUpdates {
+  const n = events.length;
+  const columns: TileEventColumns = {
+    keys: events.map((e) => e.key),
+    eventMs: Float64Array.from(events, (e) => e.eventMs),
+    createdMs: Float64Array.from(events, (e) => e.createdMs),
+    values: layout.columns.map(() => new Float64Array(n)),
+    present: layout.columns.map(() => new Uint8Array(n)),
+  };
+  events.forEach((e, i) =>
+    layout.columns.forEach((_, c) => {
+      const v = e.values[c];
+      if (v !== null && v !== undefined) {
+        columns.values[c]![i] = v;
+        columns.present[c]![i] = 1;
+      }
+    }),
+  );
+  return foldColumns(layout, columns, out);
+}
+
+/**
+ * Pushed events as columns (what the push path builds, with no object per event): entity, times,
+ * and per input column in `layout.columns` order its values and which are present (not null).
+ */
+export interface TileEventColumns {
+  keys: readonly EntityKey[];
+  eventMs: Float64Array;
+  createdMs: Float64Array;
+  values: readonly Float64Array[];
+  present: readonly Uint8Array[];
+  /** Events left out (too late), by position; absent: none. */
+  skip?: Uint8Array;
+}
+
+/** As foldEvents, for events as columns. */
+export function foldColumns(layout: TileLayout, events: TileEventColumns, out: TileUpdates): TileUpdates {
   const columnIndex = layout.sizes.map((s) => s.columns.map((c) => layout.columns.indexOf(c)));
   const tiles = new TileArena();
   // Events of one push mostly share their tiles' indexes: their field names are made once.
   const lastIndex = layout.sizes.map(() => NaN);
   const lastField = layout.sizes.map(() => '');
-  for (const event of events) {
-    let fields = out.get(event.key);
-    if (!fields) out.set(event.key, (fields = new Map()));
+  const { keys, eventMs, createdMs, values, present, skip } = events;
+  for (let e = 0; e < keys.length; e++) {
+    if (skip && skip[e]) continue;
+    const key = keys[e]!;
+    let fields = out.get(key);
+    if (!fields) out.set(key, (fields = new Map()));
     for (let si = 0; si < layout.sizes.length; si++) {
       const s = layout.sizes[si]!;
-      const index = Math.floor(event.eventMs / s.tileMs);
+      const index = Math.floor(eventMs[e]! / s.tileMs);
       if (index !== lastIndex[si]) {
         lastIndex[si] = index;
         lastField[si] = tileField(s.tileMs, index);
@@ -149,9 +188,9 @@ export function foldEvents(layout: TileLayout, events: readonly TileEvent[], out
       if (!tile) fields.set(field, (tile = tiles.take(s.columns.length)));
       const indexes = columnIndex[si]!;
       for (let c = 0; c < indexes.length; c++) {
-        const raw = event.values[indexes[c]!];
-        const value = raw === null || raw === undefined ? null : layout.toDouble[indexes[c]!]!(raw);
-        addValue(tile, c * PARTIAL_SLOTS, value, event.eventMs, event.createdMs);
+        const column = indexes[c]!;
+        const value = present[column]![e] ? layout.toDouble[column]!(values[column]![e]!) : null;
+        addValue(tile, c * PARTIAL_SLOTS, value, eventMs[e]!, createdMs[e]!);
       }
     }
   }
