@@ -376,7 +376,7 @@ describe('redis tile store on the wire', () => {
     return writes;
   }
 
-  it('reads N entities in one round trip, and merges them with two script calls per 500 keys', async () => {
+  it('reads N entities in one round trip; merges them with a read and a write script call per 500 keys, then without the read', async () => {
     const events: TileEvent[] = Array.from({ length: 1200 }, (_, i) => ({ key: key(i), eventMs: T - (i % 50) * 1000, createdMs: T, values: [i, i] }));
     const updates = tileUpdates(layout, events);
     // Once first, so that Redis has the script cached (a first call may be sent twice: EVALSHA, then EVAL).
@@ -389,6 +389,27 @@ describe('redis tile store on the wire', () => {
     let read: Map<string, Float64Array>[] = [];
     expect(await socketWrites(async () => (read = await store.readTiles(layout, keys, fields)))).toBe(1);
     expect(read.map(asHex)).toEqual(keys.map((k) => asHex(updates.get(k)!)));
+
+    // The store now knows those records: merging into them again reads nothing back.
+    expect(await socketWrites(() => store.mergeTiles(layout, updates, T))).toBe(3);
+    // Another writer (its own connection, knowing nothing) changes one record: the next merge's
+    // compare-and-set notices, reads it again, and loses neither writer's events.
+    const other = await openOnlineStore(redisUrl(), { prefix: (store as RedisOnlineStore).prefix });
+    try {
+      await other.mergeTiles(layout, tileUpdates(layout, [events[7]!]), T);
+      await store.mergeTiles(layout, tileUpdates(layout, [events[7]!]), T);
+    } finally {
+      await other.close();
+    }
+    const expected = new Map<string, Float64Array>();
+    for (const [field, tile] of updates.get(events[7]!.key)!) {
+      const merged = Float64Array.from(tile);
+      for (let n = 0; n < 3; n++) for (let at = 0; at < merged.length; at += PARTIAL_SLOTS) mergePartial(merged, at, tile, at);
+      expected.set(field, merged);
+    }
+    const [seventh] = await store.readTiles(layout, [events[7]!.key], [...expected.keys()]);
+    expect([...seventh!.values()].map((t) => t[0])).toEqual([...expected.values()].map((t) => t[0]));
+    expect([...seventh!.values()].map((t) => t[0])).toEqual([4, 4]);
   });
 
   it('rejects with OnlineStoreUnavailableError when Redis does not answer', async () => {

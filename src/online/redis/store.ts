@@ -18,7 +18,7 @@ import { tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
 import { OnlineStoreUnavailableError, type OnlineRow, type OnlineStore, type OnlineViewSpec, type StoredValue, type WriteResult } from '../store.js';
 import { ByteWriter, HEADER_BYTES } from '../codec.js';
-import { casMergeTiles } from './tile-merge.js';
+import { casMergeTiles, TileCache } from './tile-merge.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
 
@@ -28,8 +28,8 @@ declare module 'ioredis' {
     larderCasTiles(numKeys: number, ...keysThenArgs: (string | Buffer | number)[]): Result<number[], Context>;
     /** commands/casTiles-n.lua with one key: a Cluster routes the call by it. */
     larderCasTiles1(key: string, ...args: (string | Buffer | number)[]): Result<number[], Context>;
-    /** commands/readTiles-n.lua, numkeys given first, values as Buffers. */
-    larderReadTilesBuffer(numKeys: number, ...keysThenArgs: (string | Buffer | number)[]): Result<(Buffer | null)[][], Context>;
+    /** commands/allTiles-n.lua, numkeys given first, names and values as Buffers. */
+    larderAllTilesBuffer(numKeys: number, ...keys: string[]): Result<Buffer[][], Context>;
   }
 }
 
@@ -128,12 +128,14 @@ export class RedisOnlineStore implements OnlineStore {
    */
   mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
     if (updates.size === 0) return Promise.resolve();
-    const run = this.tileMerges.then(() => this.guard(casMergeTiles(this.connection, (key) => this.tileKeyOf(layout, key), layout, updates, nowMs), 'mergeTiles'));
+    const run = this.tileMerges.then(() => this.guard(casMergeTiles(this.connection, this.tileCache, (key) => this.tileKeyOf(layout, key), layout, updates, nowMs), 'mergeTiles'));
     this.tileMerges = run.catch(() => {});
     return run;
   }
 
   private tileMerges: Promise<void> = Promise.resolve();
+  /** What this store's merges know of tile records, so that they need not read them back (tile-merge.ts). */
+  private readonly tileCache = new TileCache();
 
   async readTiles(layout: TileLayout, keys: readonly EntityKey[], fields: readonly string[]): Promise<Map<string, Float64Array>[]> {
     if (keys.length === 0 || fields.length === 0) return keys.map(() => new Map());

@@ -1,13 +1,17 @@
 /**
- * Tile merges on Redis by compare-and-set: read the records (their version, `swept` marks and
- * the batch's fields: commands/readTiles-n.lua, 500 records a call; one HMGET per record on a
- * Cluster), merge the partials here with
- * mergePartial, and write each record with commands/casTiles-n.lua only if its version is still
- * the one read; records another writer changed meanwhile are read and merged again. Concurrent
- * writers never lose an event, and Redis, which runs every write of a shard on one core, only
- * reads and stores bytes: merging in a Lua script cost it about 15 µs of CPU per weld reading
- * (bench/push-stream.bench.mjs at 40k readings/s), this design 6-11 µs, and the merge moves to
- * the servers, which scale out.
+ * Tile merges on Redis by compare-and-set. The server knows a record (its version, `swept`
+ * marks and tiles), merges the batch's partials into it with mergePartial, and writes it with
+ * commands/casTiles-n.lua only if the record's version is still the one known; records another
+ * writer changed meanwhile are read again and merged again. Concurrent writers never lose an
+ * event, and Redis, which runs every write of a shard on one core, only stores bytes: merging in
+ * a Lua script cost it about 15 µs of CPU per weld reading (bench/push-stream.bench.mjs at 40k
+ * readings/s); the merge arithmetic moves to the servers, which scale out.
+ *
+ * What a server knows of a record is kept (TileCache) after it reads it (all its fields, once:
+ * commands/allTiles-n.lua) and after each of its own writes, so a writer alone on its records
+ * (the usual case: one server per stream partition, or a single one) writes without reading.
+ * Per tile size it keeps the newest tiles only, with the index below which it knows nothing; a
+ * batch tile older than that (a late event) or a conflict sends the record back to be read.
  *
  * Old tiles: `swept` holds, per tile size, the greatest cutoff (store.ts tileCutoffs) applied to
  * the record, so no field of that size below it exists. A write whose cutoff is greater deletes
@@ -18,19 +22,51 @@
 import { endianness } from 'node:os';
 import { mergePartial, PARTIAL_SLOTS, tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
-import { checkTileField, OnlineStoreUnavailableError, TILE_SWEEP_MS, tileCutoffs } from '../store.js';
+import { checkTileField, OnlineStoreUnavailableError, parseTileField, TILE_SWEEP_MS, tileCutoffs } from '../store.js';
 import { ByteWriter } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
 
 const SWEPT = 'swept';
-
+const VERSION = 'v';
 /** Records per script call on a standalone server. */
 const KEYS_PER_CALL = 500;
 /** Tile indexes deleted by name at most per size; past that the script looks at the fields. */
 const RANGE_MAX = 64;
 /** Rounds of read, merge and compare-and-set before a merge gives up (only under a storm of writers to the same records). */
 const MAX_ROUNDS = 50;
+/** Tiles per size a known record keeps (the current one and the one before: events arrive a little out of order). */
+const KEEP_TILES = 2;
+
+/** What this server knows of a tile record. */
+interface KnownRecord {
+  version: number;
+  marks: Float64Array | null;
+  /** Per size: every tile of that size with an index from here on is in `tiles`, or absent from the record. */
+  floor: number[];
+  tiles: Map<string, Float64Array>;
+}
+
+/** Known records by Redis key, the oldest learnt dropped past `capacity`. */
+export class TileCache {
+  private readonly records = new Map<string, KnownRecord>();
+
+  constructor(private readonly capacity = 200_000) {}
+
+  get(key: string): KnownRecord | undefined {
+    return this.records.get(key);
+  }
+
+  set(key: string, record: KnownRecord): void {
+    this.records.delete(key);
+    this.records.set(key, record);
+    if (this.records.size > this.capacity) this.records.delete(this.records.keys().next().value!);
+  }
+
+  forget(key: string): void {
+    this.records.delete(key);
+  }
+}
 
 interface Entry {
   key: string;
@@ -38,7 +74,7 @@ interface Entry {
 }
 
 /** Merges `updates` into the tile records (see the module comment). */
-export async function casMergeTiles(connection: RedisConnection, keyOf: (key: EntityKey) => string, layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
+export async function casMergeTiles(connection: RedisConnection, cache: TileCache, keyOf: (key: EntityKey) => string, layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
   const cutoffs = tileCutoffs(layout, nowMs);
   let pending = entriesOf(layout, updates, cutoffs, keyOf);
   const ttl = String(Math.max(1, Math.ceil(layout.retentionMs + TILE_SWEEP_MS)));
@@ -47,11 +83,26 @@ export async function casMergeTiles(connection: RedisConnection, keyOf: (key: En
     if (round === MAX_ROUNDS) throw new OnlineStoreUnavailableError(`online store ${connection.url}: tiles of '${layout.view}': ${pending.length} records kept changing under ${MAX_ROUNDS} attempts to merge them`);
     // Writers that collided back off a little, differently, so one of them gets through.
     if (round > 0) await new Promise((r) => setTimeout(r, Math.random() * 2 * round));
-    const stored = await readRecords(connection, pending);
-    const writes = pending.map((entry, i) => planWrite(layout, entry, stored[i]!, cutoffs));
-    pending = await writeRecords(connection, pending, writes, ttl, sizesArg);
+    const known = pending.map((e) => cache.get(e.key));
+    const unknown = pending.filter((e, i) => !knows(known[i], e));
+    if (unknown.length) {
+      const read = await readRecords(connection, layout, unknown);
+      const byKey = new Map(unknown.map((e, i) => [e.key, read[i]!]));
+      pending.forEach((e, i) => {
+        const fresh = byKey.get(e.key);
+        if (fresh) {
+          known[i] = fresh;
+          cache.set(e.key, fresh);
+        }
+      });
+    }
+    const writes = pending.map((entry, i) => planWrite(layout, entry, known[i]!, cutoffs));
+    pending = await writeRecords(connection, cache, layout, pending, writes, known as KnownRecord[], ttl, sizesArg);
   }
 }
+
+/** Whether `record` tells every batch tile of `entry` (present or absent). */
+const knows = (record: KnownRecord | undefined, entry: Entry): boolean => !!record && entry.fields.every((f) => f.index >= record.floor[f.size]!);
 
 /** Per entity, the batch's fields still inside the cutoffs; each field name checked once. */
 function entriesOf(layout: TileLayout, updates: TileUpdates, cutoffs: readonly number[], keyOf: (key: EntityKey) => string): Entry[] {
@@ -70,29 +121,37 @@ function entriesOf(layout: TileLayout, updates: TileUpdates, cutoffs: readonly n
   return entries;
 }
 
-/** Per entry: its version (as stored, or null), its `swept` marks, then its fields' bytes. */
-async function readRecords(connection: RedisConnection, entries: readonly Entry[]): Promise<(Buffer | null)[][]> {
+/** Reads whole records (every field): what the server then knows of each. */
+async function readRecords(connection: RedisConnection, layout: TileLayout, entries: readonly Entry[]): Promise<KnownRecord[]> {
   const client = connection.client;
-  const ask = (e: Entry) => [e.key, 'v', 'swept', ...e.fields.map((f) => f.name)] as const;
-  if (connection.cluster) return Promise.all(entries.map((e) => client.hmgetBuffer(...ask(e))));
-  // Standalone: one readTiles script call per KEYS_PER_CALL records.
-  const calls: Promise<(Buffer | null)[][]>[] = [];
-  for (let start = 0; start < entries.length; start += KEYS_PER_CALL) {
-    const part = entries.slice(start, start + KEYS_PER_CALL);
-    const out = new ByteWriter(part.length * 64);
-    for (const e of part) {
-      out.ensure(2);
-      out.buf.writeUInt16LE(e.fields.length + 2, out.pos);
-      out.pos += 2;
-      for (const name of ['v', SWEPT, ...e.fields.map((f) => f.name)]) {
-        out.ensure(1 + name.length);
-        out.buf[out.pos] = name.length;
-        out.pos += 1 + out.buf.write(name, out.pos + 1, 'latin1');
-      }
+  let replies: Buffer[][];
+  if (connection.cluster) {
+    replies = (await Promise.all(entries.map((e) => client.hgetallBuffer(e.key)))).map((record) => Object.entries(record).flatMap(([k, v]) => [Buffer.from(k, 'latin1'), v]));
+  } else {
+    const calls: Promise<Buffer[][]>[] = [];
+    for (let start = 0; start < entries.length; start += KEYS_PER_CALL) {
+      const part = entries.slice(start, start + KEYS_PER_CALL);
+      calls.push(client.larderAllTilesBuffer(part.length, ...part.map((e) => e.key)));
     }
-    calls.push(client.larderReadTilesBuffer(part.length, ...part.map((e) => e.key), out.bytes()));
+    replies = (await Promise.all(calls)).flat();
   }
-  return (await Promise.all(calls)).flat();
+  return replies.map((flat) => knownFrom(layout, flat));
+}
+
+/** A record as HGETALL gives it (name, value, ...), as known: its newest tiles per size. */
+function knownFrom(layout: TileLayout, flat: readonly Buffer[]): KnownRecord {
+  let version = -1;
+  let marks: Float64Array | null = null;
+  const tiles = new Map<string, Float64Array>();
+  for (let k = 0; k + 1 < flat.length; k += 2) {
+    const name = flat[k]!.toString('latin1');
+    const value = flat[k + 1]!;
+    if (name === VERSION) version = Number(value.toString('latin1'));
+    else if (name === SWEPT) marks = tileFromBytes(value);
+    else tiles.set(name, tileFromBytes(value));
+  }
+  // Everything is known for now; after a write only the newest tiles are kept (`written`).
+  return { version, marks, floor: layout.sizes.map(() => -Infinity), tiles };
 }
 
 interface Write {
@@ -100,18 +159,19 @@ interface Write {
   /** 1: swept (PEXPIRE); 2: the script looks at every field, deleting below `keep`. */
   flags: number;
   keep: number[];
-  /** The fields to set: the batch's tile, merged into the stored bytes when there are some. */
-  sets: { name: string; stored: Buffer | null; tile: Float64Array }[];
+  /** The fields to set, merged (into the known tile, in place) already. */
+  sets: { name: string; tile: Float64Array }[];
   /** `swept`, when the marks moved. */
   swept: Float64Array | null;
   deletes: string[];
 }
 
-/** What to write to one record: its tiles to merge, the tiles that fell out, its new marks. */
-function planWrite(layout: TileLayout, entry: Entry, stored: readonly (Buffer | null)[], cutoffs: readonly number[]): Write | null {
-  const version = stored[0] ? Number(stored[0].toString('latin1')) : -1;
-  const swept = stored[1];
-  const marks = swept ? tileFromBytes(swept) : null;
+/**
+ * What to write to one record: its merged tiles, the tiles that fell out, its new marks. Merges
+ * into `known`'s tiles in place: a write that fails makes the caller forget the record.
+ */
+function planWrite(layout: TileLayout, entry: Entry, known: KnownRecord, cutoffs: readonly number[]): Write | null {
+  const marks = known.marks;
   let moved = !marks;
   let scan = false;
   const deletes: string[] = [];
@@ -125,45 +185,65 @@ function planWrite(layout: TileLayout, entry: Entry, stored: readonly (Buffer | 
     return cut;
   });
   const sets: Write['sets'] = [];
-  entry.fields.forEach((field, f) => {
-    if (field.index >= keep[field.size]!) sets.push({ name: field.name, stored: stored[f + 2] ?? null, tile: field.tile });
-  });
+  for (const field of entry.fields) {
+    if (field.index < keep[field.size]!) continue;
+    const stored = known.tiles.get(field.name);
+    if (stored) {
+      for (let c = 0; c < stored.length; c += PARTIAL_SLOTS) mergePartial(stored, c, field.tile, c);
+      sets.push({ name: field.name, tile: stored });
+    } else {
+      const tile = Float64Array.from(field.tile);
+      known.tiles.set(field.name, tile);
+      sets.push({ name: field.name, tile });
+    }
+  }
   // Nothing to merge (all below the marks): the record stays as it is.
   if (sets.length === 0) return null;
-  return { version, flags: (moved ? 1 : 0) | (scan ? 2 : 0), keep, sets, swept: moved ? Float64Array.from(keep) : null, deletes: scan ? [] : deletes };
+  return { version: known.version, flags: (moved ? 1 : 0) | (scan ? 2 : 0), keep, sets, swept: moved ? Float64Array.from(keep) : null, deletes: scan ? [] : deletes };
 }
 
-/** A tile's doubles, and the same memory as bytes: stored tiles are copied in and merged tiles out whole. */
-let scratch = new Float64Array(16 * PARTIAL_SLOTS);
-let scratchBytes = new Uint8Array(scratch.buffer);
-const LITTLE_ENDIAN = endianness() === 'LE';
-
-/** Writes `tile` merged into `stored` (or `tile` alone) as little-endian doubles at `out`'s position. */
-function writeMerged(out: ByteWriter, stored: Buffer | null, tile: Float64Array): void {
-  const n = tile.length;
-  const bytes = n * 8;
-  if (stored && stored.length !== bytes) throw new Error(`tile record: a stored tile of ${stored.length} bytes where ${bytes} were expected`);
-  out.ensure(bytes);
-  if (!LITTLE_ENDIAN) {
-    const merged = stored ? tileFromBytes(stored) : Float64Array.from(tile);
-    if (stored) for (let c = 0; c < n; c += PARTIAL_SLOTS) mergePartial(merged, c, tile, c);
-    for (let k = 0; k < n; k++) out.buf.writeDoubleLE(merged[k]!, out.pos + 8 * k);
-  } else if (!stored) {
-    out.buf.set(new Uint8Array(tile.buffer, tile.byteOffset, bytes), out.pos);
-  } else {
-    if (n > scratch.length) {
-      scratch = new Float64Array(n);
-      scratchBytes = new Uint8Array(scratch.buffer);
+/** After a write: the new version and marks, and per size only the newest tiles, above a raised floor. */
+function written(layout: TileLayout, known: KnownRecord, w: Write): void {
+  known.version = w.version < 0 ? 1 : w.version + 1;
+  if (w.swept) known.marks = w.swept;
+  for (const name of w.deletes) known.tiles.delete(name);
+  const newest = layout.sizes.map(() => -Infinity);
+  const parsed: [string, number, number][] = [];
+  for (const name of known.tiles.keys()) {
+    const field = parseTileField(layout, name);
+    if (!field) {
+      known.tiles.delete(name);
+      continue;
     }
-    scratchBytes.set(stored);
-    for (let c = 0; c < n; c += PARTIAL_SLOTS) mergePartial(scratch, c, tile, c);
-    out.buf.set(scratchBytes.subarray(0, bytes), out.pos);
+    parsed.push([name, field[0], field[1]]);
+    if (field[1] > newest[field[0]]!) newest[field[0]] = field[1];
   }
+  const floor = layout.sizes.map((_, j) => Math.max(known.floor[j] ?? -Infinity, newest[j]! - KEEP_TILES + 1, w.keep[j]!));
+  for (const [name, size, index] of parsed) if (index < floor[size]!) known.tiles.delete(name);
+  known.floor = floor;
+}
+
+/** A tile's doubles as little-endian bytes, copied whole where the machine is little-endian. */
+const LITTLE_ENDIAN = endianness() === 'LE';
+function writeTile(out: ByteWriter, tile: Float64Array): void {
+  const bytes = tile.length * 8;
+  out.ensure(bytes);
+  if (LITTLE_ENDIAN) out.buf.set(new Uint8Array(tile.buffer, tile.byteOffset, bytes), out.pos);
+  else for (let k = 0; k < tile.length; k++) out.buf.writeDoubleLE(tile[k]!, out.pos + 8 * k);
   out.pos += bytes;
 }
 
-/** Sends the compare-and-set writes; the entries whose records changed since they were read. */
-async function writeRecords(connection: RedisConnection, entries: readonly Entry[], writes: readonly (Write | null)[], ttl: string, sizesArg: Buffer): Promise<Entry[]> {
+/** Sends the compare-and-set writes; the entries whose records changed since they were known. */
+async function writeRecords(
+  connection: RedisConnection,
+  cache: TileCache,
+  layout: TileLayout,
+  entries: readonly Entry[],
+  writes: readonly (Write | null)[],
+  known: readonly KnownRecord[],
+  ttl: string,
+  sizesArg: Buffer,
+): Promise<Entry[]> {
   const client = connection.client;
   const out = new ByteWriter(1024);
   const encode = (w: Write): void => {
@@ -171,29 +251,25 @@ async function writeRecords(connection: RedisConnection, entries: readonly Entry
     out.buf.writeDoubleLE(w.version, out.pos);
     out.buf[out.pos + 8] = w.flags;
     out.pos += 9;
-    if (w.flags & 2) for (const k of w.keep) {
-      out.buf.writeDoubleLE(k, out.pos);
-      out.pos += 8;
+    if (w.flags & 2) {
+      for (const k of w.keep) {
+        out.buf.writeDoubleLE(k, out.pos);
+        out.pos += 8;
+      }
     }
     out.buf.writeUInt16LE(w.sets.length + (w.swept ? 1 : 0), out.pos);
     out.buf.writeUInt16LE(w.deletes.length, out.pos + 2);
     out.pos += 4;
-    for (const { name, stored, tile } of w.sets) {
+    const field = (name: string, tile: Float64Array): void => {
       out.ensure(5 + name.length);
       out.buf[out.pos] = name.length;
       out.pos += 1 + out.buf.write(name, out.pos + 1, 'latin1');
       out.buf.writeUInt32LE(tile.length * 8, out.pos);
       out.pos += 4;
-      writeMerged(out, stored, tile);
-    }
-    if (w.swept) {
-      out.ensure(6 + SWEPT.length);
-      out.buf[out.pos] = SWEPT.length;
-      out.pos += 1 + out.buf.write(SWEPT, out.pos + 1, 'latin1');
-      out.buf.writeUInt32LE(w.swept.length * 8, out.pos);
-      out.pos += 4;
-      writeMerged(out, null, w.swept);
-    }
+      writeTile(out, tile);
+    };
+    for (const { name, tile } of w.sets) field(name, tile);
+    if (w.swept) field(SWEPT, w.swept);
     for (const name of w.deletes) {
       out.ensure(1 + name.length);
       out.buf[out.pos] = name.length;
@@ -201,39 +277,48 @@ async function writeRecords(connection: RedisConnection, entries: readonly Entry
     }
   };
   const conflicted: Entry[] = [];
+  type Sent = { entry: Entry; write: Write; record: KnownRecord };
+  const settle = (these: readonly Sent[], positions: readonly number[]): void => {
+    const failed = new Set(positions);
+    these.forEach(({ entry, write, record }, i) => {
+      if (failed.has(i + 1) || write.flags & 2) {
+        // Changed by another writer (or swept by the script looking at every field): known no more.
+        cache.forget(entry.key);
+        if (failed.has(i + 1)) conflicted.push(entry);
+      } else {
+        written(layout, record, write);
+        cache.set(entry.key, record);
+      }
+    });
+  };
   const calls: Promise<void>[] = [];
-  if (connection.cluster) {
-    entries.forEach((entry, i) => {
-      const w = writes[i];
-      if (!w) return;
-      const from = out.pos;
-      encode(w);
-      const blob = Buffer.from(out.buf.subarray(from, out.pos));
-      calls.push(client.larderCasTiles1(entry.key, ttl, sizesArg, blob).then((c) => void (c.length && conflicted.push(entry))));
-    });
-  } else {
-    let keys: string[] = [];
-    let batch: Entry[] = [];
-    let from = out.pos;
-    const flush = (): void => {
-      if (!keys.length) return;
-      const these = batch;
-      calls.push(client.larderCasTiles(keys.length, ...keys, ttl, sizesArg, out.buf.subarray(from, out.pos)).then((c) => c.forEach((p) => conflicted.push(these[p - 1]!))));
-      keys = [];
-      batch = [];
-      from = out.pos;
-    };
-    entries.forEach((entry, i) => {
-      const w = writes[i];
-      if (!w) return;
-      keys.push(entry.key);
-      batch.push(entry);
-      encode(w);
-      if (keys.length === KEYS_PER_CALL) flush();
-    });
-    flush();
+  const batches: Sent[][] = [];
+  let current: Sent[] = [];
+  entries.forEach((entry, i) => {
+    const write = writes[i];
+    if (!write) return;
+    current.push({ entry, write, record: known[i]! });
+    if (connection.cluster || current.length === KEYS_PER_CALL) {
+      batches.push(current);
+      current = [];
+    }
+  });
+  if (current.length) batches.push(current);
+  for (const batch of batches) {
+    const from = out.pos;
+    for (const { write } of batch) encode(write);
+    const blob = out.buf.subarray(from, out.pos);
+    const keys = batch.map(({ entry }) => entry.key);
+    const call = connection.cluster ? client.larderCasTiles1(keys[0]!, ttl, sizesArg, Buffer.from(blob)) : client.larderCasTiles(keys.length, ...keys, ttl, sizesArg, blob);
+    calls.push(call.then((positions) => settle(batch, positions)));
   }
-  await Promise.all(calls);
+  try {
+    await Promise.all(calls);
+  } catch (err) {
+    // A write whose answer never came: what it did is unknown.
+    for (const batch of batches) for (const { entry } of batch) cache.forget(entry.key);
+    throw err;
+  }
   return conflicted;
 }
 
