@@ -44,7 +44,13 @@ interface KnownRecord {
   marks: Float64Array | null;
   /** Per size: every tile of that size with an index from here on is in `tiles`, or absent from the record. */
   floor: number[];
-  tiles: Map<string, Float64Array>;
+  tiles: Map<string, KnownTile>;
+}
+
+interface KnownTile {
+  size: number;
+  index: number;
+  tile: Float64Array;
 }
 
 /** Known records by Redis key, the oldest learnt dropped past `capacity`. */
@@ -58,6 +64,7 @@ export class TileCache {
   }
 
   set(key: string, record: KnownRecord): void {
+    if (this.records.get(key) === record) return;
     this.records.delete(key);
     this.records.set(key, record);
     if (this.records.size > this.capacity) this.records.delete(this.records.keys().next().value!);
@@ -142,23 +149,29 @@ async function readRecords(connection: RedisConnection, layout: TileLayout, entr
 function knownFrom(layout: TileLayout, flat: readonly Buffer[]): KnownRecord {
   let version = -1;
   let marks: Float64Array | null = null;
-  const tiles = new Map<string, Float64Array>();
+  const tiles = new Map<string, KnownTile>();
   for (let k = 0; k + 1 < flat.length; k += 2) {
     const name = flat[k]!.toString('latin1');
     const value = flat[k + 1]!;
     if (name === VERSION) version = Number(value.toString('latin1'));
     else if (name === SWEPT) marks = tileFromBytes(value);
-    else tiles.set(name, tileFromBytes(value));
+    else {
+      const field = parseTileField(layout, name);
+      // A field of another layout's sizes cannot be in a record named by this layout's fingerprint.
+      if (field) tiles.set(name, { size: field[0], index: field[1], tile: tileFromBytes(value) });
+    }
   }
   // Everything is known for now; after a write only the newest tiles are kept (`written`).
   return { version, marks, floor: layout.sizes.map(() => -Infinity), tiles };
 }
 
+const NONE: string[] = [];
+
 interface Write {
   version: number;
   /** 1: swept (PEXPIRE); 2: the script looks at every field, deleting below `keep`. */
   flags: number;
-  keep: number[];
+  keep: ArrayLike<number>;
   /** The fields to set, merged (into the known tile, in place) already. */
   sets: { name: string; tile: Float64Array }[];
   /** `swept`, when the marks moved. */
@@ -175,31 +188,34 @@ function planWrite(layout: TileLayout, entry: Entry, known: KnownRecord, cutoffs
   let moved = !marks;
   let scan = false;
   const deletes: string[] = [];
-  const keep = cutoffs.map((cut, j) => {
-    if (!marks) return cut;
-    const mark = marks[j]!;
-    if (mark >= cut) return mark;
-    moved = true;
-    if (cut - mark > RANGE_MAX) scan = true;
-    else for (let index = mark; index < cut; index++) deletes.push(`${layout.sizes[j]!.tileMs}:${index}`);
-    return cut;
-  });
+  // The marks stay (the usual case between sweeps), or move up to the cutoffs.
+  let keep: ArrayLike<number> = marks ?? cutoffs;
+  if (marks && cutoffs.some((cut, j) => cut > marks[j]!)) {
+    keep = cutoffs.map((cut, j) => {
+      const mark = marks[j]!;
+      if (mark >= cut) return mark;
+      moved = true;
+      if (cut - mark > RANGE_MAX) scan = true;
+      else for (let index = mark; index < cut; index++) deletes.push(`${layout.sizes[j]!.tileMs}:${index}`);
+      return cut;
+    });
+  }
   const sets: Write['sets'] = [];
   for (const field of entry.fields) {
     if (field.index < keep[field.size]!) continue;
     const stored = known.tiles.get(field.name);
     if (stored) {
-      for (let c = 0; c < stored.length; c += PARTIAL_SLOTS) mergePartial(stored, c, field.tile, c);
-      sets.push({ name: field.name, tile: stored });
+      for (let c = 0; c < stored.tile.length; c += PARTIAL_SLOTS) mergePartial(stored.tile, c, field.tile, c);
+      sets.push({ name: field.name, tile: stored.tile });
     } else {
       const tile = Float64Array.from(field.tile);
-      known.tiles.set(field.name, tile);
+      known.tiles.set(field.name, { size: field.size, index: field.index, tile });
       sets.push({ name: field.name, tile });
     }
   }
   // Nothing to merge (all below the marks): the record stays as it is.
   if (sets.length === 0) return null;
-  return { version: known.version, flags: (moved ? 1 : 0) | (scan ? 2 : 0), keep, sets, swept: moved ? Float64Array.from(keep) : null, deletes: scan ? [] : deletes };
+  return { version: known.version, flags: (moved ? 1 : 0) | (scan ? 2 : 0), keep, sets, swept: moved ? Float64Array.from(keep) : null, deletes: scan ? NONE : deletes };
 }
 
 /** After a write: the new version and marks, and per size only the newest tiles, above a raised floor. */
@@ -207,20 +223,18 @@ function written(layout: TileLayout, known: KnownRecord, w: Write): void {
   known.version = w.version < 0 ? 1 : w.version + 1;
   if (w.swept) known.marks = w.swept;
   for (const name of w.deletes) known.tiles.delete(name);
-  const newest = layout.sizes.map(() => -Infinity);
-  const parsed: [string, number, number][] = [];
-  for (const name of known.tiles.keys()) {
-    const field = parseTileField(layout, name);
-    if (!field) {
-      known.tiles.delete(name);
-      continue;
+  const sizes = layout.sizes.length;
+  const newest = new Array<number>(sizes).fill(-Infinity);
+  for (const t of known.tiles.values()) if (t.index > newest[t.size]!) newest[t.size] = t.index;
+  let prune = false;
+  for (let j = 0; j < sizes; j++) {
+    const floor = Math.max(known.floor[j]!, newest[j]! - KEEP_TILES + 1, w.keep[j]!);
+    if (floor !== known.floor[j]) {
+      known.floor[j] = floor;
+      prune = true;
     }
-    parsed.push([name, field[0], field[1]]);
-    if (field[1] > newest[field[0]]!) newest[field[0]] = field[1];
   }
-  const floor = layout.sizes.map((_, j) => Math.max(known.floor[j] ?? -Infinity, newest[j]! - KEEP_TILES + 1, w.keep[j]!));
-  for (const [name, size, index] of parsed) if (index < floor[size]!) known.tiles.delete(name);
-  known.floor = floor;
+  if (prune) for (const [name, t] of known.tiles) if (t.index < known.floor[t.size]!) known.tiles.delete(name);
 }
 
 /** A tile's doubles as little-endian bytes, copied whole where the machine is little-endian. */
@@ -231,6 +245,16 @@ function writeTile(out: ByteWriter, tile: Float64Array): void {
   if (LITTLE_ENDIAN) out.buf.set(new Uint8Array(tile.buffer, tile.byteOffset, bytes), out.pos);
   else for (let k = 0; k < tile.length; k++) out.buf.writeDoubleLE(tile[k]!, out.pos + 8 * k);
   out.pos += bytes;
+}
+
+/** One field to set: its name's length and name, its value's length and the tile's bytes. */
+function writeField(out: ByteWriter, name: string, tile: Float64Array): void {
+  out.ensure(5 + name.length);
+  out.buf[out.pos] = name.length;
+  out.pos += 1 + out.buf.write(name, out.pos + 1, 'latin1');
+  out.buf.writeUInt32LE(tile.length * 8, out.pos);
+  out.pos += 4;
+  writeTile(out, tile);
 }
 
 /** Sends the compare-and-set writes; the entries whose records changed since they were known. */
@@ -252,24 +276,16 @@ async function writeRecords(
     out.buf[out.pos + 8] = w.flags;
     out.pos += 9;
     if (w.flags & 2) {
-      for (const k of w.keep) {
-        out.buf.writeDoubleLE(k, out.pos);
+      for (let j = 0; j < w.keep.length; j++) {
+        out.buf.writeDoubleLE(w.keep[j]!, out.pos);
         out.pos += 8;
       }
     }
     out.buf.writeUInt16LE(w.sets.length + (w.swept ? 1 : 0), out.pos);
     out.buf.writeUInt16LE(w.deletes.length, out.pos + 2);
     out.pos += 4;
-    const field = (name: string, tile: Float64Array): void => {
-      out.ensure(5 + name.length);
-      out.buf[out.pos] = name.length;
-      out.pos += 1 + out.buf.write(name, out.pos + 1, 'latin1');
-      out.buf.writeUInt32LE(tile.length * 8, out.pos);
-      out.pos += 4;
-      writeTile(out, tile);
-    };
-    for (const { name, tile } of w.sets) field(name, tile);
-    if (w.swept) field(SWEPT, w.swept);
+    for (const { name, tile } of w.sets) writeField(out, name, tile);
+    if (w.swept) writeField(out, SWEPT, w.swept);
     for (const name of w.deletes) {
       out.ensure(1 + name.length);
       out.buf[out.pos] = name.length;
