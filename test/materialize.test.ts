@@ -11,10 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import type * as arrow from 'apache-arrow';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { asEpochMs, formatInstant, type EpochMs } from '../src/core/time.js';
-import { parseValueType, type ValueType } from '../src/core/value-types.js';
+import { asEpochMs, type EpochMs } from '../src/core/time.js';
 import { loadDefinitions } from '../src/definitions/loader.js';
 import type { Definitions } from '../src/definitions/types.js';
 import { materialize } from '../src/materialize/materialize.js';
@@ -24,11 +22,12 @@ import { getHistoricalFeatures } from '../src/offline/dataset.js';
 import { openDuckDB } from '../src/offline/duckdb.js';
 import { listPartitions } from '../src/offline/layout.js';
 import { openOnlineStore } from '../src/online/open.js';
-import { getOnlineFeatures, getOnlineFeaturesJson, type JsonValue } from '../src/online/online-features.js';
+import { getOnlineFeatures, getOnlineFeaturesJson } from '../src/online/online-features.js';
 import type { OnlineStore } from '../src/online/store.js';
 import { FileRegistry } from '../src/registry/file.js';
 import type { Registry } from '../src/registry/registry.js';
 import { redisUrl, uniquePrefix } from './support/services.js';
+import { offlineJson } from '../src/verify/skew.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECOND = 1000;
@@ -216,18 +215,6 @@ afterAll(async () => {
 });
 
 /** An Arrow dataset value as the online read path's JSON value. */
-function offlineJson(type: ValueType, value: unknown): JsonValue {
-  if (value === null || value === undefined) return null;
-  const parsed = parseValueType(type);
-  if (parsed.kind === 'dense') return Array.from((value as arrow.Vector).toArray() as ArrayLike<number>);
-  if (parsed.kind === 'sparse') {
-    const s = value as { indices: arrow.Vector; values: arrow.Vector };
-    return { size: parsed.size, indices: Array.from(s.indices.toArray() as ArrayLike<number>), values: Array.from(s.values.toArray() as ArrayLike<number>) };
-  }
-  if (parsed.type === 'timestamp') return formatInstant(Number(value));
-  if (typeof value === 'bigint') return Number(value);
-  return value as JsonValue;
-}
 
 /** Online values at END equal the point-in-time dataset at END, for a random sample of entities. */
 async function expectConsistent(store: OnlineStore): Promise<number> {

@@ -11,7 +11,6 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import { tableFromArrays, tableFromIPC, tableToIPC, type Table } from 'apache-arrow';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { entity, featureService, featureView, fileSource, sparse } from 'larder';
@@ -36,7 +35,7 @@ import { flattenOnlineResponse, getOnlineFeatures } from '../src/online/online-f
 import type { OnlineStore } from '../src/online/store.js';
 import { FileRegistry } from '../src/registry/file.js';
 import { startServer, type RunningServer } from '../src/serving/server.js';
-import { redisUrl, uniquePrefix } from './support/services.js';
+import { deleteRedisPrefix, redisUrl, uniquePrefix } from './support/services.js';
 
 interface Recorded {
   method: string;
@@ -573,14 +572,7 @@ describe('end to end against larder serve', () => {
     await store?.close();
     await registry?.close();
     if (prefix) {
-      const admin = new Redis(redisUrl());
-      let cursor = '0';
-      do {
-        const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await admin.unlink(...keys);
-      } while (cursor !== '0');
-      admin.disconnect();
+      await deleteRedisPrefix(prefix);
     }
     if (repo) await rm(repo, { recursive: true, force: true });
   });

@@ -9,7 +9,6 @@ import { createServer } from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type LarderConfig } from '../src/config.js';
 import { asEpochMs } from '../src/core/time.js';
@@ -24,7 +23,7 @@ import type { OnlineStore } from '../src/online/store.js';
 import { loadCanonicalRepo } from '../src/registry/operations.js';
 import { FileRegistry } from '../src/registry/file.js';
 import { startServer, type RunningServer } from '../src/serving/server.js';
-import { redisUrl, uniquePrefix } from './support/services.js';
+import { deleteRedisPrefix, redisUrl, uniquePrefix } from './support/services.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -116,14 +115,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   await store?.close();
-  const admin = new Redis(redisUrl());
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await admin.unlink(...keys);
-  } while (cursor !== '0');
-  admin.disconnect();
+  await deleteRedisPrefix(prefix);
   if (repo) await rm(repo, { recursive: true, force: true });
 });
 

@@ -9,7 +9,6 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { Redis } from 'ioredis';
 import * as arrow from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type LarderConfig } from '../src/config.js';
@@ -23,7 +22,7 @@ import { openOnlineStore } from '../src/online/open.js';
 import type { OnlineStore } from '../src/online/store.js';
 import { FileRegistry } from '../src/registry/file.js';
 import { startServer, type RunningServer } from '../src/serving/server.js';
-import { redisUrl, uniquePrefix } from './support/services.js';
+import { deleteRedisPrefix, redisUrl, uniquePrefix } from './support/services.js';
 
 const HOUR = 3_600_000;
 // Whole seconds: Parquet and Date keep them exactly.
@@ -92,14 +91,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   await store?.close();
-  const admin = new Redis(redisUrl());
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await admin.unlink(...keys);
-  } while (cursor !== '0');
-  admin.disconnect();
+  await deleteRedisPrefix(prefix);
   if (repo) await rm(repo, { recursive: true, force: true });
 });
 

@@ -8,7 +8,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../src/definitions/loader.js';
 import type { Definitions } from '../src/definitions/types.js';
@@ -20,7 +19,7 @@ import { asEpochMs } from '../src/core/time.js';
 import { verifyOnline } from '../src/verify/skew.js';
 import { TileIngest } from '../src/streaming/ingest.js';
 import { listPartitions } from '../src/offline/layout.js';
-import { redisUrl, uniquePrefix } from './support/services.js';
+import { deleteRedisPrefix, redisUrl, uniquePrefix } from './support/services.js';
 
 const DEFINITIONS = `import { entity, featureView, pushSource } from 'larder';
 export const weld = entity({ name: 'weld', joinKeys: ['weld_id'], valueType: 'string' });
@@ -74,14 +73,7 @@ const backends = [
         store,
         async cleanup() {
           await store.close();
-          const admin = new Redis(redisUrl());
-          let cursor = '0';
-          do {
-            const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-            cursor = next;
-            if (keys.length) await admin.unlink(...keys);
-          } while (cursor !== '0');
-          admin.disconnect();
+          await deleteRedisPrefix(prefix);
         },
       };
     },

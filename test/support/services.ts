@@ -28,3 +28,19 @@ export async function createTestDatabase(label: string): Promise<{ url: string; 
 }
 
 export const uniquePrefix = (label: string): string => `test:${label}:${randomBytes(4).toString('hex')}:`;
+
+/** Deletes every Redis key under `prefix` (a test's own keys; never the whole database). */
+export async function deleteRedisPrefix(prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const admin = new Redis(redisUrl());
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await admin.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    admin.disconnect();
+  }
+}
