@@ -3,14 +3,16 @@
 // to `larder serve` (its own process, Redis local, the example definitions: weld_readings into
 // weld_sensor_stats, 3 columns x 3 windows) through POST /push in JSON batches of 1,000, by a load
 // generator in a third process, open loop: batch k is due at start + k x 10 ms whatever the
-// answers before it, and its latency counts from when it was due.
+// answers before it, and its latency counts from when it was due. At most --connections pushes
+// are in flight (default 128): the server answers a push when its group commit is written, so a
+// producer keeps many going (with 32, the producer, not the server, capped the rate at ~64k/s).
 // A probe in the load process pushes one reading of weld `probe` every 500 ms and polls
 // /get-online-features until its count shows it: freshness, from the push's due time to visible.
 // At the end the online aggregates of a sample of welds are compared with the recomputation from
 // the raw log (the offline rows the pushes appended, through the dataset SQL) at the same instant.
 // Targets: 100k readings/s sustained, freshness p99 <= 1 s, online == recomputation. Reports the
 // rate, push latency percentiles, freshness, and the CPU the server and Redis spent per reading.
-//   REDIS_URL=redis://127.0.0.1:6379 node bench/push-stream.bench.mjs [--duration 60] [--rate 100000] [--sample 200]
+//   REDIS_URL=redis://127.0.0.1:6379 node bench/push-stream.bench.mjs [--duration 60] [--rate 100000] [--sample 200] [--connections 128] [--profile DIR]
 import { register as registerTsx } from 'tsx/esm/api';
 import { register } from 'node:module';
 import { spawn } from 'node:child_process';
@@ -30,6 +32,8 @@ const arg = (name, fallback) => {
 const DURATION = Number(arg('duration', '60'));
 const RATE = Number(arg('rate', '100000'));
 const SAMPLE = Number(arg('sample', '200'));
+// Pushes in flight at most: with group commit a push waits for its flush, so a producer keeps many going.
+const CONNECTIONS = Number(arg('connections', '128'));
 const BATCH = 1000;
 const SENSORS = 10_000;
 const TARGETS = { readingsPerSec: 100_000, freshnessP99Ms: 1000 };
@@ -197,7 +201,7 @@ try {
 
   const [serverBefore, redisBefore] = [await cpuSeconds(larder.child.pid), await redisCpu()];
   const result = await new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [join(dir, 'load.mjs')], { cwd: ROOT, env: { ...process.env, LOAD: JSON.stringify({ url, rate: RATE, duration: DURATION, batch: BATCH, sensors: SENSORS, connections: 32 }) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, [join(dir, 'load.mjs')], { cwd: ROOT, env: { ...process.env, LOAD: JSON.stringify({ url, rate: RATE, duration: DURATION, batch: BATCH, sensors: SENSORS, connections: CONNECTIONS }) }, stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(c);
     let out = '';
     c.stdout.on('data', (d) => (out += d));

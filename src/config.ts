@@ -15,7 +15,7 @@ export interface LarderConfig {
   online: string;
   port: number;
   apiKeys: string[];
-  /** How long pushed events of aggregation views wait to be written together (LARDER_PUSH_FLUSH_MS, default 100). */
+  /** How long pushed events of aggregation views wait to be written together (LARDER_PUSH_FLUSH_MS, default 200). */
   pushFlushMs: number;
 }
 
@@ -43,7 +43,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigOv
     .split(',')
     .map((k) => k.trim())
     .filter(Boolean);
-  const flushText = env.LARDER_PUSH_FLUSH_MS ?? '100';
+  const flushText = env.LARDER_PUSH_FLUSH_MS ?? '200';
   const pushFlushMs = Number(flushText);
   if (!Number.isInteger(pushFlushMs) || pushFlushMs < 0 || pushFlushMs > 10_000) throw new InputError(`LARDER_PUSH_FLUSH_MS: expected 0-10000 (ms), got '${flushText}'`);
   return { repoDir, home, registry, offlineDir, online, port, apiKeys, pushFlushMs };
