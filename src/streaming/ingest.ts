@@ -12,9 +12,10 @@
  * push keeps the partitions from filling with small files. A producer keeps pushes in flight
  * while they wait (a push is answered when its flush is written).
  *
- * A flush that fails fails every push in it (their staged files are dropped; the online merge is
- * one batch per store call, so a failure midway can leave part of it merged: the pushes answer
- * 503 and a retry would count those events twice, as for any aggregation push retried).
+ * A flush that fails fails every push in it: their staged files are dropped, and the pushes answer
+ * 503. The online merge runs beside the offline write and in batches per store call, so a failure
+ * can leave part of it merged (a retried push would count those events twice online, and
+ * `larder verify` shows the difference from the offline log).
  * Flushes run one at a time; events arriving meanwhile wait for the next.
  */
 import type { FeatureView } from '../definitions/types.js';
@@ -117,13 +118,20 @@ export class TileIngest {
     const { store, files } = this.options;
     const now = (this.options.clock ?? Date.now)();
     const staged: StagedFile[] = [];
-    try {
-      const stamp = fileStamp(now);
-      for (const p of batch.values()) if (p.offline.dates.length) staged.push(...(await files.stage(p.view, p.offline, stamp)));
-      for (const p of batch.values()) if (p.updates.size) await store.mergeTiles(tileLayout(p.view), p.updates, now);
-    } catch (err) {
+    const stamp = fileStamp(now);
+    // The offline files are written (DuckDB's thread) while the tiles merge (Redis round trips):
+    // a flush takes the longer of the two, not their sum, and a push waits for up to two flushes.
+    const [offline, online] = await Promise.allSettled([
+      (async () => {
+        for (const p of batch.values()) if (p.offline.dates.length) staged.push(...(await files.stage(p.view, p.offline, stamp)));
+      })(),
+      (async () => {
+        for (const p of batch.values()) if (p.updates.size) await store.mergeTiles(tileLayout(p.view), p.updates, now);
+      })(),
+    ]);
+    if (offline.status === 'rejected' || online.status === 'rejected') {
       await files.abort(staged);
-      throw err;
+      throw online.status === 'rejected' ? online.reason : (offline as PromiseRejectedResult).reason;
     }
     await files.commit(staged);
   }
