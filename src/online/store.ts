@@ -75,8 +75,9 @@ export interface OnlineStore {
    * Merges a batch of tile partials into the stored tiles of an aggregation view: per entity, every
    * field's partials are merged into the stored tile with the rule of `mergePartial` (the batch is the
    * newer side), atomically per entity record, so concurrent writers never lose an event. The record
-   * expires between `layout.retentionMs` and that plus TILE_SWEEP_MS after its last write. Fields of a tile size older than
-   * floor((nowMs - maxWindowMs(size) - layout.allowedLatenessMs) / tileMs) - 1 are deleted when a writer passes by (at least whenever a new field is created), so a live record does not grow without bound.
+   * expires between `layout.retentionMs` and that plus TILE_SWEEP_MS after its last write. Fields
+   * of a tile size below the writer's cutoff (`tileCutoffs`) are deleted when a writer passes by
+   * after the cutoffs moved, so a live record does not grow without bound.
    *
    * A field absent from the record is stored as the batch's partial (bytes as given). A field of
    * the batch already older than that bound is not written (it would be deleted at once); nor is
@@ -158,6 +159,35 @@ export function parseTileField(layout: TileLayout, field: string): [size: number
   // Only the spelling tileField gives: `${index}` of a safe integer.
   if (!Number.isSafeInteger(index) || String(index) !== text) return undefined;
   return [size, index];
+}
+
+/** A batch tile to write: its field, where it sits, and its partials. */
+export interface TileToWrite {
+  name: string;
+  size: number;
+  index: number;
+  tile: Float64Array;
+}
+
+/**
+ * The tiles of a batch each store writes, per entity: every field checked first (a bad one
+ * throws, so nothing is written), those below `cutoffs` left out, entities left with none
+ * dropped. A batch's entities share their field names, so each name is checked once.
+ */
+export function tilesToWrite(layout: TileLayout, updates: TileUpdates, cutoffs: readonly number[]): { key: EntityKey; tiles: TileToWrite[] }[] {
+  const checked = new Map<string, [size: number, index: number]>();
+  const out: { key: EntityKey; tiles: TileToWrite[] }[] = [];
+  for (const [key, fields] of updates) {
+    const tiles: TileToWrite[] = [];
+    for (const [name, tile] of fields) {
+      let field = checked.get(name);
+      if (!field || tile.length !== layout.sizes[field[0]]!.columns.length * PARTIAL_SLOTS) checked.set(name, (field = checkTileField(layout, name, tile)));
+      const [size, index] = field;
+      if (index >= cutoffs[size]!) tiles.push({ name, size, index, tile });
+    }
+    if (tiles.length) out.push({ key, tiles });
+  }
+  return out;
 }
 
 /** parseTileField, checking the tile's length too; throws on a field or tile that is not the layout's. */

@@ -98,6 +98,11 @@ export function mergePartial(target: Float64Array, at: number, source: Float64Ar
   }
 }
 
+/** Merges every column's partial of `source` into the same column of `target` (tiles of one size). */
+export function mergeTile(target: Float64Array, source: Float64Array): void {
+  for (let at = 0; at < target.length; at += PARTIAL_SLOTS) mergePartial(target, at, source, at);
+}
+
 /**
  * The value of an aggregation function over a partial (CONTRACT s.2): count is 0 without events;
  * every other function is null then; stddev is the sample deviation, null below 2 values.

@@ -14,20 +14,20 @@
  * view, `[expires at, { tile field: tile bytes, swept: cutoffs }]` under `<prefix>\x01tiles\x01<view>\x01<layout
  * fingerprint>\x01<entity key>`, merged in one write transaction per batch; each write drops the
  * tiles that fell out of every window (the whole record is rewritten anyway), with the same
- * `swept` marks as the Redis script so both stores keep the same tiles.
+ * `swept` marks as the Redis store (redis/tile-merge.ts) so both stores keep the same tiles.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type RootDatabase } from 'lmdb';
-import { mergePartial, PARTIAL_SLOTS, tileBytes, tileFromBytes } from '../../streaming/partial.js';
+import { mergeTile, tileBytes, tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
 import { decodeHeader, isNewer, packRecord, unpackRecord } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
 import {
-  checkTileField,
   OnlineStoreUnavailableError,
   parseTileField,
   tileCutoffs,
+  tilesToWrite,
   type OnlineRow,
   type OnlineStore,
   type OnlineViewSpec,
@@ -100,19 +100,11 @@ export class EmbeddedOnlineStore implements OnlineStore {
   async mergeTiles(layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
     const cutoffs = tileCutoffs(layout, nowMs);
     // Checked and filtered before the transaction: a bad field writes nothing.
-    const work: [key: string, fields: [name: string, size: number, index: number, tile: Float64Array][]][] = [];
-    for (const [entityKey, fields] of updates) {
-      const kept: [string, number, number, Float64Array][] = [];
-      for (const [name, tile] of fields) {
-        const [size, index] = checkTileField(layout, name, tile);
-        if (index >= cutoffs[size]!) kept.push([name, size, index, tile]);
-      }
-      if (kept.length) work.push([this.tileKeyOf(layout, entityKey), kept]);
-    }
+    const work = tilesToWrite(layout, updates, cutoffs).map((e) => ({ key: this.tileKeyOf(layout, e.key), tiles: e.tiles }));
     if (work.length === 0) return;
     await this.db.transaction(() => {
       const now = Date.now();
-      for (const [key, fields] of work) {
+      for (const { key, tiles: batch } of work) {
         const record = this.load(key, now);
         // As on Redis (redis/tile-merge.ts): `swept` holds the greatest
         // cutoff per size any write applied, and a tile below it is neither kept nor written.
@@ -134,13 +126,13 @@ export class EmbeddedOnlineStore implements OnlineStore {
           }
         }
         let written = 0;
-        for (const [name, size, index, tile] of fields) {
+        for (const { name, size, index, tile } of batch) {
           if (index < keep[size]!) continue;
           written++;
           const stored = tiles[name];
           if (stored) {
             const merged = tileFromBytes(stored);
-            for (let at = 0; at < merged.length; at += PARTIAL_SLOTS) mergePartial(merged, at, tile, at);
+            mergeTile(merged, tile);
             tiles[name] = tileBytes(merged);
           } else tiles[name] = tileBytes(tile);
         }

@@ -139,22 +139,7 @@ export class RedisOnlineStore implements OnlineStore {
 
   async readTiles(layout: TileLayout, keys: readonly EntityKey[], fields: readonly string[]): Promise<Map<string, Float64Array>[]> {
     if (keys.length === 0 || fields.length === 0) return keys.map(() => new Map());
-    const client = this.connection.client;
-    let replies: (Buffer | null)[][];
-    if (keys.length === 1) {
-      replies = [await this.guard(client.hmgetBuffer(this.tileKeyOf(layout, keys[0]!), ...fields), 'readTiles')];
-    } else if (this.connection.cluster) {
-      // Issued in one tick: auto-pipelining sends them together, one pipeline per node.
-      replies = await this.guard(Promise.all(keys.map((k) => client.hmgetBuffer(this.tileKeyOf(layout, k), ...fields))), 'readTiles');
-    } else {
-      const pipeline = client.pipeline();
-      for (const k of keys) pipeline.hmgetBuffer(this.tileKeyOf(layout, k), ...fields);
-      const results = (await this.guard(pipeline.exec(), 'readTiles'))!;
-      replies = results.map(([err, reply]) => {
-        if (err) throw new OnlineStoreUnavailableError(`online store ${this.url}: readTiles: ${err.message}`);
-        return reply as (Buffer | null)[];
-      });
-    }
+    const replies = await this.hmgetEach(keys.map((k) => this.tileKeyOf(layout, k)), fields, 'readTiles');
     return replies.map((reply) => {
       const tiles = new Map<string, Float64Array>();
       for (let j = 0; j < fields.length; j++) {
@@ -167,23 +152,8 @@ export class RedisOnlineStore implements OnlineStore {
 
   async read(keys: readonly EntityKey[], views: readonly OnlineViewSpec[]): Promise<(StoredValue | null)[][]> {
     if (keys.length === 0 || views.length === 0) return keys.map(() => views.map(() => null));
-    const client = this.connection.client;
     const fields = views.map((v) => v.name);
-    let replies: (Buffer | null)[][];
-    if (keys.length === 1) {
-      replies = [await this.guard(client.hmgetBuffer(this.keyOf(keys[0]!), ...fields), 'read')];
-    } else if (this.connection.cluster) {
-      // Issued in one tick: auto-pipelining sends them together, one pipeline per node.
-      replies = await this.guard(Promise.all(keys.map((k) => client.hmgetBuffer(this.keyOf(k), ...fields))), 'read');
-    } else {
-      const pipeline = client.pipeline();
-      for (const k of keys) pipeline.hmgetBuffer(this.keyOf(k), ...fields);
-      const results = (await this.guard(pipeline.exec(), 'read'))!;
-      replies = results.map(([err, reply]) => {
-        if (err) throw new OnlineStoreUnavailableError(`online store ${this.url}: read: ${err.message}`);
-        return reply as (Buffer | null)[];
-      });
-    }
+    const replies = await this.hmgetEach(keys.map((k) => this.keyOf(k)), fields, 'read');
     return replies.map((reply) =>
       views.map((view, j) => {
         const payload = reply[j];
@@ -192,6 +162,24 @@ export class RedisOnlineStore implements OnlineStore {
         return decoded && { eventMs: decoded.header.eventMs, createdMs: decoded.header.createdMs, values: decoded.values };
       }),
     );
+  }
+
+  /**
+   * HMGET of the same fields at each key, as Buffers: one round trip for any number of keys (a
+   * pipeline; on a Cluster, commands issued in one tick, which auto-pipelining sends as one
+   * pipeline per node).
+   */
+  private async hmgetEach(keys: readonly string[], fields: readonly string[], what: string): Promise<(Buffer | null)[][]> {
+    const client = this.connection.client;
+    if (keys.length === 1) return [await this.guard(client.hmgetBuffer(keys[0]!, ...fields), what)];
+    if (this.connection.cluster) return this.guard(Promise.all(keys.map((k) => client.hmgetBuffer(k, ...fields))), what);
+    const pipeline = client.pipeline();
+    for (const k of keys) pipeline.hmgetBuffer(k, ...fields);
+    const results = (await this.guard(pipeline.exec(), what))!;
+    return results.map(([err, reply]) => {
+      if (err) throw new OnlineStoreUnavailableError(`online store ${this.url}: ${what}: ${err.message}`);
+      return reply as (Buffer | null)[];
+    });
   }
 
   async ping(): Promise<void> {

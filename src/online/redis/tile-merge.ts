@@ -20,9 +20,9 @@
  * (they would be deleted at the next sweep), and the expiry is pushed back when the marks move.
  */
 import { endianness } from 'node:os';
-import { mergePartial, PARTIAL_SLOTS, tileFromBytes } from '../../streaming/partial.js';
+import { mergeTile, tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
-import { checkTileField, OnlineStoreUnavailableError, parseTileField, TILE_SWEEP_MS, tileCutoffs } from '../store.js';
+import { OnlineStoreUnavailableError, parseTileField, TILE_SWEEP_MS, tileCutoffs, tilesToWrite, type TileToWrite } from '../store.js';
 import { ByteWriter } from '../codec.js';
 import type { EntityKey } from '../entity-key.js';
 import type { RedisConnection } from './connection.js';
@@ -75,15 +75,16 @@ export class TileCache {
   }
 }
 
+/** A tile record to write: its Redis key and the batch's tiles for it. */
 interface Entry {
   key: string;
-  fields: { name: string; size: number; index: number; tile: Float64Array }[];
+  fields: TileToWrite[];
 }
 
 /** Merges `updates` into the tile records (see the module comment). */
 export async function casMergeTiles(connection: RedisConnection, cache: TileCache, keyOf: (key: EntityKey) => string, layout: TileLayout, updates: TileUpdates, nowMs: number): Promise<void> {
   const cutoffs = tileCutoffs(layout, nowMs);
-  let pending = entriesOf(layout, updates, cutoffs, keyOf);
+  let pending: Entry[] = tilesToWrite(layout, updates, cutoffs).map((e) => ({ key: keyOf(e.key), fields: e.tiles }));
   const ttl = String(Math.max(1, Math.ceil(layout.retentionMs + TILE_SWEEP_MS)));
   const sizesArg = sizesArgument(layout);
   for (let round = 0; pending.length > 0; round++) {
@@ -110,23 +111,6 @@ export async function casMergeTiles(connection: RedisConnection, cache: TileCach
 
 /** Whether `record` tells every batch tile of `entry` (present or absent). */
 const knows = (record: KnownRecord | undefined, entry: Entry): boolean => !!record && entry.fields.every((f) => f.index >= record.floor[f.size]!);
-
-/** Per entity, the batch's fields still inside the cutoffs; each field name checked once. */
-function entriesOf(layout: TileLayout, updates: TileUpdates, cutoffs: readonly number[], keyOf: (key: EntityKey) => string): Entry[] {
-  const parsed = new Map<string, [size: number, index: number]>();
-  const entries: Entry[] = [];
-  for (const [entityKey, fields] of updates) {
-    const entry: Entry = { key: keyOf(entityKey), fields: [] };
-    for (const [name, tile] of fields) {
-      let field = parsed.get(name);
-      if (!field || tile.length !== layout.sizes[field[0]]!.columns.length * PARTIAL_SLOTS) parsed.set(name, (field = checkTileField(layout, name, tile)));
-      const [size, index] = field;
-      if (index >= cutoffs[size]!) entry.fields.push({ name, size, index, tile });
-    }
-    if (entry.fields.length) entries.push(entry);
-  }
-  return entries;
-}
 
 /** Reads whole records (every field): what the server then knows of each. */
 async function readRecords(connection: RedisConnection, layout: TileLayout, entries: readonly Entry[]): Promise<KnownRecord[]> {
@@ -205,7 +189,7 @@ function planWrite(layout: TileLayout, entry: Entry, known: KnownRecord, cutoffs
     if (field.index < keep[field.size]!) continue;
     const stored = known.tiles.get(field.name);
     if (stored) {
-      for (let c = 0; c < stored.tile.length; c += PARTIAL_SLOTS) mergePartial(stored.tile, c, field.tile, c);
+      mergeTile(stored.tile, field.tile);
       sets.push({ name: field.name, tile: stored.tile });
     } else {
       const tile = Float64Array.from(field.tile);
