@@ -116,6 +116,11 @@ describe.each(backends)('streaming aggregations: $name', (backend) => {
   });
 
   const offlineDir = () => join(dir, 'offline');
+  const getOnlineFeaturesOf = async (features: string[], ids: string[]) => {
+    const { getOnlineFeatures } = await import('../src/online/online-features.js');
+    const answer = await getOnlineFeatures({ defs, store, features, entities: { weld_id: ids } });
+    return { ids, values: answer.results[1]!.values };
+  };
 
   it('serves the same windows online as the point-in-time dataset, after out-of-order batches from concurrent pushers', async () => {
     const now = Date.now();
@@ -171,6 +176,28 @@ describe.each(backends)('streaming aggregations: $name', (backend) => {
     expect(report.mismatches).toBe(0);
     await ingest.close();
     await expect(ingest.add(defs.views.get('weld_stats')!, { keys: ['weld_id=w1' as never], eventMs: new Float64Array(1), createdMs: new Float64Array(1), values: [], present: [] }, null)).rejects.toThrow(/closed/);
+  });
+
+  it('writes the events waiting under both definitions of a view reloaded within one flush', async () => {
+    const ingest = new TileIngest({ store, files, flushMs: 50 });
+    // The same definitions loaded again, as the server does on an apply: new view objects.
+    await mkdir(join(dir, 'repo2'));
+    await writeFile(join(dir, 'repo2', 'welds.ts'), DEFINITIONS);
+    const reloaded = await loadDefinitions(join(dir, 'repo2'));
+    expect(reloaded.views.get('weld_stats')).not.toBe(defs.views.get('weld_stats'));
+    const now = Date.now();
+    const before = readings(30, now, 20_000);
+    const after = readings(30, now, 20_000);
+    await Promise.all([
+      push({ defs, store, files, ingest }, { pushSource: 'readings', df: columns(before), to: 'online_and_offline' }),
+      push({ defs: reloaded, store, files, ingest }, { pushSource: 'readings', df: columns(after), to: 'online_and_offline' }),
+    ]);
+    await ingest.close();
+    const report = await verifyOnline({ defs, offlineDir: offlineDir(), store, at: asEpochMs(Date.now()), sample: 10 });
+    expect(report.mismatches).toBe(0);
+    const counted = await getOnlineFeaturesOf(['weld_stats:amplitude_count_10m'], [...new Set([...before, ...after].map((r) => r.weld_id))]);
+    const expected = (weld: string) => [...before, ...after].filter((r) => r.weld_id === weld && r.amplitude !== null).length;
+    expect(counted.ids.map((w, i) => [w, counted.values[i]])).toEqual(counted.ids.map((w) => [w, expected(w)]));
   });
 
   it('fails every push of a flush the store refuses, and writes none of their files', async () => {

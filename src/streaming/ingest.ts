@@ -48,7 +48,8 @@ interface Waiter {
 }
 
 export class TileIngest {
-  private pending = new Map<string, Pending>();
+  /** By view object: after a reload the old and the new definition of a view wait side by side, each merged under its own layout. */
+  private pending = new Map<FeatureView, Pending>();
   private waiters: Waiter[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
@@ -66,13 +67,8 @@ export class TileIngest {
   add(view: FeatureView, events: TileEventColumns, offline: OfflineColumns | null): Promise<void> {
     if (this.closed) return Promise.reject(new Error('push ingest: closed'));
     if (events.keys.length === 0 && !offline?.dates.length) return Promise.resolve();
-    let pending = this.pending.get(view.name);
-    if (!pending || pending.view !== view) {
-      // A reload replaced the view: what waits under the old one is flushed first.
-      if (pending) void this.flushSoon(0);
-      pending = { view, updates: new Map(), offline: { dates: [], columns: [] } };
-      this.pending.set(view.name, pending);
-    }
+    let pending = this.pending.get(view);
+    if (!pending) this.pending.set(view, (pending = { view, updates: new Map(), offline: { dates: [], columns: [] } }));
     foldColumns(tileLayout(view), events, pending.updates);
     if (offline) appendColumns(pending.offline, offline);
     return new Promise((resolve, reject) => {
@@ -114,7 +110,7 @@ export class TileIngest {
     if (this.waiters.length) this.flushSoon(0);
   }
 
-  private async write(batch: Map<string, Pending>): Promise<void> {
+  private async write(batch: Map<FeatureView, Pending>): Promise<void> {
     const { store, files } = this.options;
     const now = (this.options.clock ?? Date.now)();
     const staged: StagedFile[] = [];
