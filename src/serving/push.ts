@@ -25,7 +25,7 @@ import { DefinitionError, InputError, errorMessage } from '../core/errors.js';
 import { asEpochMs, DAY_MS, parseInstant, utcDate } from '../core/time.js';
 import { parseValueType, type KeyType, type ValueType } from '../core/value-types.js';
 import type { Definitions, FeatureView, PushSource, SourceRow } from '../definitions/types.js';
-import { aggregationInputs, valueConverter } from '../offline/backfill.js';
+import { valueConverter } from '../offline/backfill.js';
 import { canonicalKeyOrder, entityKeyFromCanonical, normaliseKeyValue, type EntityKey } from '../online/entity-key.js';
 import { joinKeySpecs, onlineViewSpec, type OnlineRow, type OnlineStore } from '../online/store.js';
 import type { TileIngest } from '../streaming/ingest.js';
@@ -266,18 +266,21 @@ function prepareEvents(view: FeatureView, source: PushSource, input: PushColumns
   const n = input.rows;
   const { keyOf, createdOf } = entityKeys(view, source, input, createdNow);
   const eventMs = Float64Array.from(input.eventMs);
-  const names = aggregationInputs(view);
+  // The inputs in the layout's order (that of aggregationInputs, so of the offline columns too),
+  // each value made the double the offline store aggregates (float32 columns rounded) once, here.
+  const layout = tileLayout(view);
+  const names = layout.columns;
   const values = names.map(() => new Float64Array(n));
   const present = names.map(() => new Uint8Array(n));
   names.forEach((name, c) => {
     const column = input.columns.get(name);
-    const float32 = source.schema[name] === 'float32';
+    const toDouble = layout.toDouble[c]!;
     if (!column) return;
     for (let i = 0; i < n; i++) {
       const v = column[i];
       if (v === null || v === undefined) continue;
-      if (typeof v === 'number') values[c]![i] = float32 ? Math.fround(v) : v;
-      else if (typeof v === 'bigint') values[c]![i] = Number(v);
+      if (typeof v === 'number') values[c]![i] = toDouble(v);
+      else if (typeof v === 'bigint') values[c]![i] = toDouble(Number(v));
       else throw new InputError(`df.${name}[${i}]: expected a number (aggregation input of feature view '${view.name}'), got ${typeof v}`);
       present[c]![i] = 1;
     }

@@ -141,7 +141,7 @@ export function foldEvents(layout: TileLayout, events: readonly TileEvent[], out
     layout.columns.forEach((_, c) => {
       const v = e.values[c];
       if (v !== null && v !== undefined) {
-        columns.values[c]![i] = v;
+        columns.values[c]![i] = layout.toDouble[c]!(v);
         columns.present[c]![i] = 1;
       }
     }),
@@ -151,7 +151,8 @@ export function foldEvents(layout: TileLayout, events: readonly TileEvent[], out
 
 /**
  * Pushed events as columns (what the push path builds, with no object per event): entity, times,
- * and per input column in `layout.columns` order its values and which are present (not null).
+ * and per input column in `layout.columns` order its values, already made doubles as the offline
+ * store aggregates them (`layout.toDouble`), and which are present (not null).
  */
 export interface TileEventColumns {
   keys: readonly EntityKey[];
@@ -189,7 +190,7 @@ export function foldColumns(layout: TileLayout, events: TileEventColumns, out: T
       const indexes = columnIndex[si]!;
       for (let c = 0; c < indexes.length; c++) {
         const column = indexes[c]!;
-        const value = present[column]![e] ? layout.toDouble[column]!(values[column]![e]!) : null;
+        const value = present[column]![e] ? values[column]![e]! : null;
         addValue(tile, c * PARTIAL_SLOTS, value, eventMs[e]!, createdMs[e]!);
       }
     }
