@@ -2,15 +2,14 @@
  * `larder dataset` end to end, as a user runs it: a definitions folder importing from 'larder',
  * an offline store in the layout, and `node bin/larder.mjs dataset ...` in a child process.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDuckDB, sqlString } from '../src/offline/duckdb.js';
+import { runLarder } from './support/cli.js';
 
-const BIN = new URL('../bin/larder.mjs', import.meta.url).pathname;
 
 let dir: string;
 let repo: string;
@@ -50,20 +49,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function larder(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'dataset', ...args], {
-      cwd: dir,
-      env: { ...process.env, LARDER_REPO: repo, LARDER_OFFLINE: offline, LARDER_HOME: join(dir, '.larder') },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const larder = (...args: string[]) =>
+  runLarder(['dataset', ...args], { cwd: dir, env: { LARDER_REPO: repo, LARDER_OFFLINE: offline, LARDER_HOME: join(dir, '.larder') } });
 
 const rowsOf = async (file: string, reader: string) => (await db.connection.runAndReadAll(`SELECT * FROM ${reader}(${sqlString(file)})`)).getRowsJson();
 

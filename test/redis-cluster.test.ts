@@ -19,9 +19,9 @@ import { openOnlineStore } from '../src/online/open.js';
 import { getOnlineFeatures } from '../src/online/online-features.js';
 import { NEVER_EXPIRES_MS, RedisOnlineStore } from '../src/online/redis/store.js';
 import { onlineViewSpec, TILE_SWEEP_MS, type OnlineRow } from '../src/online/store.js';
-import { mergePartial, PARTIAL_SLOTS } from '../src/streaming/partial.js';
-import { tileLayout, tileUpdates, type TileEvent, type TileUpdates } from '../src/streaming/tiles.js';
+import { tileLayout, tileUpdates, type TileEvent } from '../src/streaming/tiles.js';
 import { uniquePrefix } from './support/services.js';
+import { mergeInto } from './support/tiles.js';
 
 const driver = entity({ name: 'driver', joinKeys: ['driver_id'], valueType: 'int64' });
 const source = fileSource({ name: 'src', path: 'data/none.parquet', timestampField: 'event_timestamp' });
@@ -196,17 +196,6 @@ describe('online store on a 3-node Redis Cluster', () => {
     const other = (await openOnlineStore(url, { prefix: store.prefix })) as RedisOnlineStore;
     const hex = (tile: Float64Array) => Buffer.from(tile.buffer, tile.byteOffset, tile.byteLength).toString('hex');
     const reference = new Map<string, Map<string, Float64Array>>();
-    const mergeInto = (updates: TileUpdates) => {
-      for (const [k, fields] of updates) {
-        let tiles = reference.get(k);
-        if (!tiles) reference.set(k, (tiles = new Map()));
-        for (const [field, tile] of fields) {
-          const stored = tiles.get(field);
-          if (!stored) tiles.set(field, Float64Array.from(tile));
-          else for (let at = 0; at < stored.length; at += PARTIAL_SLOTS) mergePartial(stored, at, tile, at);
-        }
-      }
-    };
     const events = (batch: number): TileEvent[] =>
       ids.flatMap((id) =>
         [0, 1, 2].map((e) => ({
@@ -221,7 +210,7 @@ describe('online store on a 3-node Redis Cluster', () => {
       // Batches one after another, from either writer: the very doubles of mergePartial.
       for (let batch = 0; batch < 4; batch++) {
         const updates = tileUpdates(layout, events(batch));
-        mergeInto(updates);
+        mergeInto(reference, updates);
         await (batch % 2 ? other : store).mergeTiles(layout, updates, T);
       }
       const fields = [...new Set([...reference.values()].flatMap((m) => [...m.keys()]))];

@@ -15,9 +15,10 @@ import { encodeEntityKey, type EntityKey } from '../src/online/entity-key.js';
 import { openOnlineStore } from '../src/online/open.js';
 import { RedisOnlineStore } from '../src/online/redis/store.js';
 import { TILE_SWEEP_MS, tileCutoffs, type OnlineStore } from '../src/online/store.js';
-import { mergePartial, PARTIAL_SLOTS } from '../src/streaming/partial.js';
+import { mergeTile, PARTIAL_SLOTS } from '../src/streaming/partial.js';
 import { tileLayout, tilesToRead, tileUpdates, valuesAt, type TileEvent, type TileUpdates } from '../src/streaming/tiles.js';
 import { redisUrl, uniquePrefix } from './support/services.js';
+import { mergeInto } from './support/tiles.js';
 
 const driver = entity({ name: 'driver', joinKeys: ['driver_id'], valueType: 'int64' });
 const signals = pushSource({ name: 'signals', schema: { amplitude: 'float64', speed: 'float32' }, timestampField: 'event_timestamp' });
@@ -60,18 +61,6 @@ function random(seed: number): () => number {
   };
 }
 
-/** What the stores must hold: the first partial of a field as given, each later one merged in with mergePartial. */
-function mergeInto(reference: Map<EntityKey, Map<string, Float64Array>>, updates: TileUpdates): void {
-  for (const [k, fields] of updates) {
-    let tiles = reference.get(k);
-    if (!tiles) reference.set(k, (tiles = new Map()));
-    for (const [field, tile] of fields) {
-      const stored = tiles.get(field);
-      if (!stored) tiles.set(field, Float64Array.from(tile));
-      else for (let at = 0; at < stored.length; at += PARTIAL_SLOTS) mergePartial(stored, at, tile, at);
-    }
-  }
-}
 
 const hex = (tile: Float64Array): string => Buffer.from(tile.buffer, tile.byteOffset, tile.byteLength).toString('hex');
 const asHex = (tiles: ReadonlyMap<string, Float64Array>): Record<string, string> => Object.fromEntries([...tiles].map(([f, t]) => [f, hex(t)]).sort(([a], [b]) => (a! < b! ? -1 : 1)));
@@ -404,7 +393,7 @@ describe('redis tile store on the wire', () => {
     const expected = new Map<string, Float64Array>();
     for (const [field, tile] of updates.get(events[7]!.key)!) {
       const merged = Float64Array.from(tile);
-      for (let n = 0; n < 3; n++) for (let at = 0; at < merged.length; at += PARTIAL_SLOTS) mergePartial(merged, at, tile, at);
+      for (let n = 0; n < 3; n++) mergeTile(merged, tile);
       expected.set(field, merged);
     }
     const [seventh] = await store.readTiles(layout, [events[7]!.key], [...expected.keys()]);

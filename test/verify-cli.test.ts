@@ -4,7 +4,6 @@
  * 0, a table of features); a reading that reached only the online store makes it exit 1 and name
  * the weld. Bad flags give one line and exit 1.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,28 +14,16 @@ import type { Definitions } from '../src/definitions/types.js';
 import { openOnlineStore } from '../src/online/open.js';
 import { push } from '../src/serving/push.js';
 import { PushFileWriter } from '../src/serving/push-offline.js';
+import { runLarder } from './support/cli.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BIN = join(ROOT, 'bin', 'larder.mjs');
 const REPO = join(ROOT, 'feature-definitions');
 
 let dir: string;
 let defs: Definitions;
 
-function larder(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'verify', ...args], {
-      cwd: dir,
-      env: { ...process.env, LARDER_REPO: REPO, LARDER_HOME: dir, LARDER_ONLINE: `embedded:${join(dir, 'online')}`, LARDER_OFFLINE: join(dir, 'offline') },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const larder = (...args: string[]) =>
+  runLarder(['verify', ...args], { cwd: dir, env: { LARDER_REPO: REPO, LARDER_HOME: dir, LARDER_ONLINE: `embedded:${join(dir, 'online')}`, LARDER_OFFLINE: join(dir, 'offline') } });
 
 /** Pushes readings of welds w-0001..w-0020, one every second for the last `seconds`, to `to`. */
 async function pushReadings(seconds: number, to: 'online' | 'online_and_offline', only?: string): Promise<void> {
