@@ -28,6 +28,7 @@ import type {
   PushOptions,
   PushResult,
   RegistryResponse,
+  ReviewQueueResponse,
   ServiceInput,
 } from './types.js';
 
@@ -250,6 +251,22 @@ export class LarderClient {
     const r = response as Partial<PredictResponse<M>> | null;
     if (!r || typeof r !== 'object' || !Array.isArray(r.predictions)) throw unexpected(endpoint, 'no predictions array');
     return r as PredictResponse<M>;
+  }
+
+  /** Predictions of a model waiting for a reviewer, oldest first (`GET /review-queue/{model}`). */
+  async reviewQueue(model: string, options: CallOptions & { limit?: number } = {}): Promise<ReviewQueueResponse> {
+    if (typeof model !== 'string' || !model) throw new TypeError('reviewQueue: model must be a non-empty string');
+    const query = options.limit === undefined ? undefined : { limit: String(options.limit) };
+    return (await this.#request({ method: 'GET', path: `/review-queue/${encodeURIComponent(model)}`, ...(query && { query }), accept: 'json', ...callOptions(options) })) as ReviewQueueResponse;
+  }
+
+  /** A reviewer's label (0 or 1) for a queued prediction: it becomes a training label of the model's next `larder train`. */
+  async labelReview(model: string, id: string, label: 0 | 1, options: CallOptions & { reviewer?: string } = {}): Promise<unknown> {
+    if (typeof model !== 'string' || !model) throw new TypeError('labelReview: model must be a non-empty string');
+    if (typeof id !== 'string' || !id) throw new TypeError('labelReview: id must be a non-empty string');
+    if (label !== 0 && label !== 1) throw new TypeError(`labelReview: label must be 0 or 1, got ${String(label)}`);
+    const json = { label, ...(options.reviewer !== undefined && { reviewer: options.reviewer }) };
+    return this.#request({ method: 'POST', path: `/review-queue/${encodeURIComponent(model)}/${encodeURIComponent(id)}/label`, json, accept: 'json', ...callOptions(options) });
   }
 
   /** `GET /health`: `ok` when every store answers (200); a 503 resolves with `ok: false` and the server's body. */

@@ -169,14 +169,19 @@ export type PredictInput =
 export interface Prediction {
   prediction: JsonValue;
   probability?: number;
+  /** True when the model is unsure (below its confidence threshold) or a feature was missing: the prediction waits in the review queue. */
   needs_review?: boolean;
   features?: Record<string, JsonValue>;
+  /** Features that had no value online; present only when some. */
+  missing_features?: string[];
   [field: string]: unknown;
 }
 
 export interface PredictResponse<M extends string = string> {
   model: M;
   version: string;
+  /** The id the serving log and the review queue know this request by. */
+  request_id?: string;
   /** One per input row, in order. */
   predictions: Prediction[];
 }
@@ -207,4 +212,26 @@ export interface RegistryResponse {
   hash: string | null;
   appliedAt: string | null;
   repo: CanonicalRepo;
+}
+
+/** A prediction waiting for a reviewer (`GET /review-queue/{model}`). */
+export interface ReviewItem {
+  id: string;
+  model: string;
+  version: string;
+  requestId: string;
+  /** Epoch ms of the prediction. */
+  at: number;
+  entity: Record<string, string | number> | null;
+  inputs: Record<string, unknown> | null;
+  prediction: number;
+  probability: number;
+}
+
+export interface ReviewQueueResponse {
+  model: string;
+  /** Items waiting in all. */
+  pending: number;
+  /** The oldest ones, up to the limit asked. */
+  items: ReviewItem[];
 }

@@ -17,6 +17,10 @@ export interface LarderConfig {
   apiKeys: string[];
   /** How long pushed events of aggregation views wait to be written together (LARDER_PUSH_FLUSH_MS, default 200). */
   pushFlushMs: number;
+  /** Whether `/predict` keeps a serving log in the offline store (LARDER_SERVING_LOG=on|off, default on). */
+  servingLog?: boolean;
+  /** How often the serving log writes what it holds (LARDER_SERVING_LOG_FLUSH_MS, default 10000): one file per model version and date each time. */
+  servingLogFlushMs?: number;
 }
 
 export interface ConfigOverrides {
@@ -46,7 +50,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigOv
   const flushText = env.LARDER_PUSH_FLUSH_MS ?? '200';
   const pushFlushMs = Number(flushText);
   if (!Number.isInteger(pushFlushMs) || pushFlushMs < 0 || pushFlushMs > 10_000) throw new InputError(`LARDER_PUSH_FLUSH_MS: expected 0-10000 (ms), got '${flushText}'`);
-  return { repoDir, home, registry, offlineDir, online, port, apiKeys, pushFlushMs };
+  const logText = (env.LARDER_SERVING_LOG ?? 'on').toLowerCase();
+  if (!['on', 'off', 'true', 'false', '1', '0'].includes(logText)) throw new InputError(`LARDER_SERVING_LOG: expected on or off, got '${env.LARDER_SERVING_LOG}'`);
+  const servingLog = ['on', 'true', '1'].includes(logText);
+  const logFlushText = env.LARDER_SERVING_LOG_FLUSH_MS ?? '10000';
+  const servingLogFlushMs = Number(logFlushText);
+  if (!Number.isInteger(servingLogFlushMs) || servingLogFlushMs < 100 || servingLogFlushMs > 3_600_000) {
+    throw new InputError(`LARDER_SERVING_LOG_FLUSH_MS: expected 100-3600000 (ms), got '${logFlushText}'`);
+  }
+  return { repoDir, home, registry, offlineDir, online, port, apiKeys, pushFlushMs, servingLog, servingLogFlushMs };
 }
 
 /** The file path of a `file:` registry URL, relative paths against the working directory. */

@@ -20,6 +20,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   get: async () => (await import('./get.js')).command,
   serve: async () => (await import('./serve.js')).command,
   verify: async () => (await import('./verify.js')).command,
+  drift: async () => (await import('./drift.js')).command,
+  train: async () => (await import('./train.js')).command,
+  models: async () => (await import('./models.js')).command,
   'sample-data': async () => (await import('./sample-data.js')).command,
   quickstart: async () => (await import('./quickstart.js')).command,
 };

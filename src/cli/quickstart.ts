@@ -1,10 +1,10 @@
 /**
  * `larder quickstart`: the main job on embedded defaults, composed of the commands a user would
- * run by hand — sample data, apply, backfill, a point-in-time training dataset per model,
- * materialize, then serve (until SIGTERM/SIGINT; `--no-serve` stops before serving).
+ * run by hand — sample data, apply, backfill, materialize, train both models on point-in-time
+ * datasets, then serve (until SIGTERM/SIGINT; `--no-serve` stops before serving).
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { DAY_MS, formatInstant, parseInstant } from '../core/time.js';
@@ -15,7 +15,7 @@ import type { Command } from './main.js';
 const SAMPLE_FILES = ['reviews.parquet', 'weld_readings.parquet', 'weld_labels.parquet'];
 
 export const command: Command = {
-  summary: 'the main job on embedded defaults: sample data, apply, backfill, datasets, materialize, serve',
+  summary: 'the main job on embedded defaults: sample data, apply, backfill, materialize, train, then serve',
   usage: 'quickstart [--fresh] [--reviews N] [--readings N] [--no-serve] [--port N] [--repo DIR]',
   async run(argv) {
     const { values, positionals } = parseFlags(argv, {
@@ -49,44 +49,41 @@ export const command: Command = {
     const { start, end } = await eventTimeRange(SAMPLE_FILES.map((f) => join(dataDir, f)));
     await runCommand('backfill', [...repoFlag, '--start', formatInstant(start), '--end', formatInstant(end)]);
 
-    step('4/6 point-in-time training datasets');
-    const entitiesDir = join(config.home, 'entities');
-    const datasetsDir = join(config.home, 'datasets');
-    await mkdir(entitiesDir, { recursive: true });
-    await mkdir(datasetsDir, { recursive: true });
-    // Label rows: each review at its own time with its rating; each weld label at its time.
-    const reviewEntities = join(entitiesDir, 'reviews.parquet');
-    await copyQuery(`SELECT review_id, event_timestamp, rating FROM read_parquet(${sqlString(join(dataDir, 'reviews.parquet'))}) ORDER BY event_timestamp, review_id`, reviewEntities);
-    const reviewDataset = join(datasetsDir, 'review_sentiment.parquet');
-    const weldDataset = join(datasetsDir, 'weld_failure.parquet');
-    await runCommand('dataset', [...repoFlag, '--entities', reviewEntities, '--service', 'review_sentiment', '--out', reviewDataset]);
-    await runCommand('dataset', [...repoFlag, '--entities', join(dataDir, 'weld_labels.parquet'), '--service', 'weld_failure', '--out', weldDataset]);
-
-    step('5/6 materialize the latest values into the online store');
+    step('4/6 materialize the latest values into the online store');
     await runCommand('materialize', [...repoFlag, '--end', new Date().toISOString()]);
 
+    // Each training job builds its point-in-time dataset (label rows at their own times) into the
+    // offline store, fits on the earlier period, evaluates on the later one and registers a version.
+    step('5/6 train the models on point-in-time datasets');
+    for (const model of ['review_sentiment', 'weld_failure']) await runCommand('train', [...repoFlag, model]);
+
     const port = typeof values.port === 'string' ? values.port : String(config.port);
-    const firstReview = await firstValue(reviewEntities, 'review_id');
+    const firstReview = await firstValue(join(dataDir, 'reviews.parquet'), 'review_id');
+    const weldDataset = await newestDataset(config.offlineDir, 'weld_failure');
     process.stdout.write(
       [
         '',
-        'Training datasets, point-in-time correct:',
-        `  ${reviewDataset}`,
-        `  ${weldDataset}`,
-        'Look inside with any Parquet reader, e.g. DuckDB:',
+        `Training datasets, point-in-time correct, in ${join(config.offlineDir, '_datasets')}; look inside with any Parquet reader, e.g. DuckDB:`,
         `  SELECT weld_id, event_timestamp, failed, amplitude_mean_1h, amplitude_stddev_1h FROM '${weldDataset}' LIMIT 5;`,
+        'The registered models: larder models review_sentiment',
         '',
         'With the server up, try:',
+        `  curl -s localhost:${port}/predict/review_sentiment -H 'content-type: application/json' \\`,
+        `    -d '{"inputs": {"text": ["Essa sandália é maravilhosa, super confortável!", "Veio com defeito, o tecido é horrível e a costura soltou. Não comprem!"]}}'`,
+        `  curl -s localhost:${port}/predict/review_sentiment -H 'content-type: application/json' -d '{"entities": {"review_id": ["${firstReview}"]}}'`,
+        `  curl -s localhost:${port}/review-queue/review_sentiment      # predictions waiting for a reviewer`,
         `  curl -s localhost:${port}/get-online-features -H 'content-type: application/json' \\`,
         `    -d '{"features": ["review_text:text_length", "review_text:word_count", "review_text:exclamation_count"], "entities": {"review_id": ["${firstReview}", "r9999999"]}}'`,
         `  curl -s localhost:${port}/get-historical-features -H 'content-type: application/json' -H 'accept: application/json' \\`,
         `    -d '{"feature_service": "weld_failure", "entities": {"weld_id": ["W0001"], "event_timestamp": ["2024-01-01T12:00:00Z"]}}'`,
-        'A weld reading now, then its windows online (the tiles the push updated):',
+        'A weld reading now, then its windows online (the tiles the push updated) and a prediction from them:',
         `  curl -s localhost:${port}/push -H 'content-type: application/json' \\`,
-        `    -d '{"push_source_name": "weld_readings", "to": "online_and_offline", "df": {"weld_id": ["W0001"], "event_timestamp": ['"$(date +%s000)"'], "amplitude": [0.8], "temperature": [41.5], "pressure": [71.2]}}'`,
+        `    -d '{"push_source_name": "weld_readings", "to": "online_and_offline", "df": {"weld_id": ["W0001"], "event_timestamp": ['"$(date +%s000)"'], "amplitude": [104.2], "temperature": [31.5], "pressure": [71.2]}}'`,
         `  curl -s localhost:${port}/get-online-features -H 'content-type: application/json' \\`,
         `    -d '{"features": ["weld_sensor_stats:amplitude_count_1m", "weld_sensor_stats:amplitude_mean_1m", "weld_sensor_stats:amplitude_max_1h"], "entities": {"weld_id": ["W0001"]}}'`,
+        `  curl -s localhost:${port}/predict/weld_failure -H 'content-type: application/json' -d '{"entities": {"weld_id": ["W0001"]}}'`,
         `  curl -s localhost:${port}/health; curl -s localhost:${port}/metrics | head`,
+        'Later, drift of what was served against the training data: larder drift --model review_sentiment',
         '',
       ].join('\n'),
     );
@@ -130,15 +127,9 @@ async function firstValue(file: string, column: string): Promise<string> {
   }
 }
 
-/** Writes a query's rows to a Parquet file that appears whole or not at all. */
-async function copyQuery(sql: string, out: string): Promise<void> {
-  const db = await openDuckDB();
-  const tmp = `${out}.tmp-${process.pid}`;
-  try {
-    await db.connection.run(`COPY (${sql}) TO ${sqlString(tmp)} (FORMAT parquet)`);
-    const { rename } = await import('node:fs/promises');
-    await rename(tmp, out);
-  } finally {
-    db.close();
-  }
+/** The newest training dataset of a model, for the printed example. */
+async function newestDataset(offlineDir: string, model: string): Promise<string> {
+  const dir = join(offlineDir, '_datasets', model);
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.parquet') && !f.startsWith('.')).sort();
+  return join(dir, files[files.length - 1] ?? '');
 }

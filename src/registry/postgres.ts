@@ -1,17 +1,33 @@
 /**
  * The PostgreSQL registry: every applied version is a row (kept for audit, never updated), state
- * is a key/value table. Tables are created on first use under an advisory lock, and applies are
- * serialised by a transaction-scoped advisory lock, so any number of processes may apply at once.
+ * is a key/value table, and every registered model version is a row of larder_models. Tables are
+ * created on first use under an advisory lock, and applies and model registrations are serialised
+ * by transaction-scoped advisory locks, so any number of processes may write at once.
  */
 import pg from 'pg';
 import { InputError, LarderError } from '../core/errors.js';
+import type { ModelArtifact, ModelVersionMeta, NewModelVersion } from '../models/artifact.js';
 import { redactUrl, shortVersion, type CanonicalRepo } from './canonical.js';
-import { RegistryUnavailableError, appliedVersion, decideApply, type AppliedVersion, type ApplyOptions, type ApplyResult, type HistoryEntry, type Registry } from './registry.js';
+import {
+  RegistryUnavailableError,
+  appliedVersion,
+  checkModelName,
+  checkModelVersion,
+  checkNewModel,
+  decideApply,
+  modelAbsent,
+  type AppliedVersion,
+  type ApplyOptions,
+  type ApplyResult,
+  type HistoryEntry,
+  type Registry,
+} from './registry.js';
 
 /** Advisory lock keys: one namespace for Larder's registry, one key per purpose. */
 const LOCK_NAMESPACE = 0x4c617264; // 'Lard'
 const LOCK_SCHEMA = 1;
 const LOCK_APPLY = 2;
+const LOCK_MODEL = 3;
 
 const SCHEMA_SQL = [
   `CREATE TABLE IF NOT EXISTS larder_registry_versions (
@@ -28,6 +44,19 @@ const SCHEMA_SQL = [
      value jsonb NOT NULL,
      updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
    )`,
+  // meta is jsonb without version and registered_at, which the columns hold. The estimators are
+  // bytea holding the JSON text the registry was given, the same bytes as the file backend's
+  // artifact: SQL never looks inside them, and jsonb would convert each of a Naive Bayes' 124k
+  // numbers to numeric and back on every write and load; bytea stores the text verbatim
+  // (compressed, and out of line when large, so a query of meta alone never reads it).
+  `CREATE TABLE IF NOT EXISTS larder_models (
+     name text NOT NULL,
+     version integer NOT NULL,
+     meta jsonb NOT NULL,
+     estimators bytea NOT NULL,
+     registered_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+     PRIMARY KEY (name, version)
+   )`,
 ];
 
 interface VersionRow {
@@ -35,6 +64,12 @@ interface VersionRow {
   hash: string;
   applied_at: Date;
   repo: CanonicalRepo;
+}
+
+interface ModelRow {
+  version: number;
+  meta: Omit<ModelVersionMeta, 'version' | 'registeredAt'>;
+  registered_at: Date;
 }
 
 const PING_TIMEOUT_MS = 5000;
@@ -101,6 +136,63 @@ export class PostgresRegistry implements Registry {
         [key, json],
       ),
     );
+  }
+
+  async registerModel(model: NewModelVersion): Promise<ModelVersionMeta> {
+    const estimators = Buffer.from(checkNewModel(model), 'utf8');
+    const { name } = model.meta;
+    return this.run((client) =>
+      transaction(client, async () => {
+        await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, LOCK_MODEL]);
+        // registered_at defaults to clock_timestamp(): the time of the insert, after the lock wait.
+        const { rows } = await client.query<ModelRow>(
+          `INSERT INTO larder_models (name, version, meta, estimators)
+           SELECT $1, COALESCE(max(version), 0) + 1, $2::jsonb, $3 FROM larder_models WHERE name = $1
+           RETURNING version, meta, registered_at`,
+          [name, JSON.stringify(model.meta), estimators],
+        );
+        return toModelMeta(rows[0]!);
+      }),
+    );
+  }
+
+  async modelVersions(name: string): Promise<ModelVersionMeta[]> {
+    checkModelName(name);
+    return this.run(async (client) => {
+      const { rows } = await client.query<ModelRow>('SELECT version, meta, registered_at FROM larder_models WHERE name = $1 ORDER BY version', [name]);
+      return rows.map(toModelMeta);
+    });
+  }
+
+  async latestModel(name: string): Promise<ModelVersionMeta | null> {
+    checkModelName(name);
+    return this.run(async (client) => {
+      const { rows } = await client.query<ModelRow>('SELECT version, meta, registered_at FROM larder_models WHERE name = $1 ORDER BY version DESC LIMIT 1', [name]);
+      return rows[0] ? toModelMeta(rows[0]) : null;
+    });
+  }
+
+  async loadModel(name: string, version?: string): Promise<ModelArtifact> {
+    checkModelName(name);
+    const wanted = version === undefined ? null : checkModelVersion(name, version);
+    return this.run(async (client) => {
+      const { rows } = await client.query<ModelRow & { estimators: Buffer }>(
+        `SELECT version, meta, registered_at, estimators FROM larder_models
+         WHERE name = $1 AND ($2::int IS NULL OR version = $2) ORDER BY version DESC LIMIT 1`,
+        [name, wanted],
+      );
+      const row = rows[0];
+      if (!row) {
+        const versions = await client.query<{ version: number }>('SELECT version FROM larder_models WHERE name = $1 ORDER BY version', [name]);
+        const names = versions.rows.length ? [] : await modelNames(client);
+        throw modelAbsent(name, version, versions.rows.map((r) => String(r.version)), names);
+      }
+      return { meta: toModelMeta(row), estimators: JSON.parse(row.estimators.toString('utf8')) as ModelArtifact['estimators'] };
+    });
+  }
+
+  async modelNames(): Promise<string[]> {
+    return this.run(modelNames);
   }
 
   async ping(): Promise<void> {
@@ -179,6 +271,14 @@ async function transaction<T>(client: pg.PoolClient, fn: () => Promise<T>): Prom
     throw err;
   }
 }
+
+/** Sorted by code point, as the file backend sorts them. */
+async function modelNames(client: pg.PoolClient): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>('SELECT name FROM larder_models GROUP BY name ORDER BY name COLLATE "C"');
+  return rows.map((r) => r.name);
+}
+
+const toModelMeta = (row: ModelRow): ModelVersionMeta => ({ ...row.meta, version: String(row.version), registeredAt: row.registered_at.toISOString() });
 
 const toVersion = (row: VersionRow): AppliedVersion => ({
   version: row.version,

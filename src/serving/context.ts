@@ -9,6 +9,9 @@ import type { RouteLabel, ServerMetrics } from './metrics.js';
 import type { PushFileWriter } from './push-offline.js';
 import type { TileIngest } from '../streaming/ingest.js';
 import type { DefinitionsState } from './state.js';
+import type { ReviewQueue } from '../inference/review-queue.js';
+import type { ServedModels } from '../inference/served-models.js';
+import type { ServingLog } from '../inference/serving-log.js';
 
 export interface ServingContext {
   state: DefinitionsState;
@@ -26,6 +29,12 @@ export interface ServingContext {
   storeTimeoutMs: number;
   /** Datasets running at once. */
   datasets: Limiter;
+  /** The registered models `/predict` serves, reloaded when a new version is registered. */
+  models: ServedModels;
+  /** Every prediction, appended without waiting; null when the log is off (LARDER_SERVING_LOG=off). */
+  servingLog: ServingLog | null;
+  /** Predictions flagged for human review. */
+  reviewQueue: ReviewQueue;
   log: Logger;
 }
 

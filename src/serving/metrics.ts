@@ -5,7 +5,7 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Routes the histogram knows; anything else is `unmatched`, so a scan of random paths cannot grow the label set. */
-export const ROUTES = ['/get-online-features', '/push', '/get-historical-features', '/health', '/metrics', '/registry'] as const;
+export const ROUTES = ['/get-online-features', '/push', '/get-historical-features', '/health', '/metrics', '/registry', '/predict', '/review-queue'] as const;
 export type RouteLabel = (typeof ROUTES)[number] | 'unmatched';
 
 export type StoreLabel = 'online' | 'registry' | 'offline';
@@ -17,6 +17,8 @@ export class ServerMetrics {
   private readonly rowsPushed: Counter<'push_source' | 'to'>;
   /** The streaming issue counts events later than `allowedLateness` here; 0 until then. */
   readonly lateEvents: Counter<'view'>;
+  private readonly predictions: Counter<'model' | 'version'>;
+  private readonly reviewQueued: Counter<'model'>;
   /** `route method status` -> the histogram child: labels are looked up once, not per request. */
   private readonly children = new Map<string, Histogram.Internal<'route' | 'method' | 'status'>>();
 
@@ -35,6 +37,8 @@ export class ServerMetrics {
     this.lateEvents = new Counter({ name: 'larder_late_events_total', help: 'Pushed events later than their view allows online (written offline only)', labelNames: ['view'], registers: [this.registry] });
     for (const store of ['online', 'registry', 'offline'] as const) this.storeErrors.inc({ store }, 0);
     this.lateEvents.inc(0);
+    this.predictions = new Counter({ name: 'larder_predictions_total', help: 'Predictions answered by POST /predict, by model and version', labelNames: ['model', 'version'], registers: [this.registry] });
+    this.reviewQueued = new Counter({ name: 'larder_review_queued_total', help: 'Predictions queued for human review, by model', labelNames: ['model'], registers: [this.registry] });
   }
 
   observe(route: RouteLabel, method: string, status: number, seconds: number): void {
@@ -53,6 +57,14 @@ export class ServerMetrics {
 
   pushed(pushSource: string, to: string, rows: number): void {
     this.rowsPushed.inc({ push_source: pushSource, to }, rows);
+  }
+
+  predicted(model: string, version: string, rows: number): void {
+    this.predictions.inc({ model, version }, rows);
+  }
+
+  queuedForReview(model: string, rows: number): void {
+    this.reviewQueued.inc({ model }, rows);
   }
 
   async text(): Promise<{ contentType: string; body: string }> {

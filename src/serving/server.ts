@@ -1,9 +1,9 @@
 /**
- * `larder serve`'s server: a node:http front that answers `POST /get-online-features` itself and
- * hands every other request to the express app. Express costs most of a small request (a trivial
+ * `larder serve`'s server: a node:http front that answers `POST /get-online-features` and
+ * `POST /predict/{model}` itself and hands every other request to the express app. Express costs most of a small request (a trivial
  * handler under autocannon, 50 connections, here: express answered about a third of what bare
- * node:http did), and the online read is the endpoint that must be fast; both paths run the same
- * route function and error mapping.
+ * node:http did), and the online read and the prediction are the endpoints that must be fast;
+ * both paths run the same route function and error mapping.
  *
  * `startServer` opens what it is not given (online store, registry), loads the definitions, and
  * listens; `close()` stops accepting, lets requests in flight finish (closing idle keep-alive
@@ -28,6 +28,10 @@ import { PushFileWriter } from './push-offline.js';
 import { TileIngest } from '../streaming/ingest.js';
 import { onlineFeaturesRoute } from './routes/online.js';
 import { DefinitionsState } from './state.js';
+import { openReviewQueue } from '../inference/review-queue.js';
+import { ServedModels } from '../inference/served-models.js';
+import { ServingLog } from '../inference/serving-log.js';
+import { PREDICT_PREFIX, predictRoute } from './routes/predict.js';
 
 export interface ServerOptions {
   config: LarderConfig;
@@ -55,6 +59,10 @@ export interface ServerOptions {
   maxConcurrentDatasets?: number;
   /** Where the server reports (default: stderr). Never given keys or request bodies. */
   log?: Logger;
+  /** Keep a serving log of predictions (default `config.servingLog`, on). */
+  servingLog?: boolean;
+  /** How often the serving log writes what it holds (default `config.servingLogFlushMs`, 10 s). */
+  servingLogFlushMs?: number;
   /** Routes of other modules, added before the 404 answer. */
   extend?: AppExtension;
 }
@@ -102,6 +110,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const ingest = new TileIngest({ store, files, flushMs: options.pushFlushMs ?? config.pushFlushMs });
     // Registered after the files and store: closed (flushed) before them.
     cleanups.push(() => ingest.close());
+    const models = new ServedModels(registry, { pollMs: options.reloadIntervalMs ?? 5000, log });
+    cleanups.push(() => models.close());
+    const servingLog = (options.servingLog ?? config.servingLog ?? true) ? new ServingLog({ offlineDir: config.offlineDir, flushMs: options.servingLogFlushMs ?? config.servingLogFlushMs ?? 10_000, log }) : null;
+    // Registered after the store: closed (flushed) before it.
+    if (servingLog) cleanups.push(() => servingLog.close());
     const context: ServingContext = {
       state,
       store,
@@ -114,13 +127,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
       storeTimeoutMs,
       datasets: new Limiter(options.maxConcurrentDatasets ?? 2),
+      models,
+      servingLog,
+      reviewQueue: openReviewQueue(store),
       log,
     };
     const app = createApp(context, options.extend);
     const online = serve(context, '/get-online-features', onlineFeaturesRoute(context));
+    const predict = serve(context, '/predict', predictRoute(context));
     const server = createServer((req, res) => {
       const url = req.url!;
       if (req.method === 'POST' && url.startsWith(HOT_PATH) && (url.length === HOT_PATH.length || url[HOT_PATH.length] === '?')) online(req, res);
+      else if (req.method === 'POST' && url.startsWith(PREDICT_PREFIX)) predict(req, res);
       else app(req, res);
     });
     await listen(server, options.port ?? config.port, options.host ?? '127.0.0.1');

@@ -15,10 +15,13 @@
  * fingerprint>\x01<entity key>`, merged in one write transaction per batch; each write drops the
  * tiles that fell out of every window (the whole record is rewritten anyway), with the same
  * `swept` marks as the Redis store (redis/tile-merge.ts) so both stores keep the same tiles.
+ *
+ * Other state kept beside the records (the review queue) lives in named databases of the same
+ * environment (`namedDatabase`), so it never shows among the entity records.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type RootDatabase } from 'lmdb';
+import { open, type Database, type RootDatabase } from 'lmdb';
 import { mergeTile, tileBytes, tileFromBytes } from '../../streaming/partial.js';
 import type { TileLayout, TileUpdates } from '../../streaming/tiles.js';
 import { decodeHeader, isNewer, packRecord, unpackRecord } from '../codec.js';
@@ -56,6 +59,19 @@ export class EmbeddedOnlineStore implements OnlineStore {
     } catch (err) {
       throw new OnlineStoreUnavailableError(`online store ${this.url}: ${(err as Error).message}`);
     }
+  }
+
+  private readonly named = new Map<string, Database<string, string>>();
+
+  /**
+   * A named database in the same LMDB environment, string keys to string values, opened once per
+   * name: state kept beside the entity records (inference/review-queue.ts) without touching
+   * them. Its keys do not carry the store's prefix; the caller adds it.
+   */
+  namedDatabase(name: string): Database<string, string> {
+    let db = this.named.get(name);
+    if (!db) this.named.set(name, (db = this.db.openDB<string, string>(name, { encoding: 'string', compression: false })));
+    return db;
   }
 
   /** The record of a key, or null when there is none or it has expired at `now`. */

@@ -195,9 +195,10 @@ export class RedisOnlineStore implements OnlineStore {
    * error (a bug in a script, a wrong type at a key) stays what it is. A standalone client bounds
    * every command itself (ioredis's commandTimeout starts when the command is issued, queued or
    * not); a Cluster queues commands while it has no slot map, beyond that timeout, so its
-   * operations get a timer of their own.
+   * operations get a timer of their own. Public for what else keeps keys in this Redis
+   * (inference/review-queue.ts), so its failures read the same.
    */
-  private guard<T>(work: Promise<T>, what: string): Promise<T> {
+  guard<T>(work: Promise<T>, what: string): Promise<T> {
     if (!this.connection.cluster) return work.catch((err: unknown) => this.unavailable(err));
     return this.bounded(work, what);
   }
