@@ -235,6 +235,7 @@ describe('POST /predict/{model}', () => {
       ['review_sentiment', { inputs: { body: ['x'] } }, 400, /^inputs: view 'review_text' computes its features from 'text'/],
       ['review_sentiment', { inputs: { text: ['a', 'b'], lang: ['pt'] } }, 400, /^inputs\.lang: 1 values, but text has 2/],
       ['review_sentiment', { entities: { weld_id: ['W0001'] } }, 400, /weld_id|review_id/],
+      ['weld_failure', { inputs: { amplitude: [1] } }, 400, /^inputs: view 'weld_sensor_stats' has no transform/],
     ];
     for (const [model, body, code, error] of cases) {
       const { status, json } = await postPredict(model, body);
@@ -244,6 +245,26 @@ describe('POST /predict/{model}', () => {
     const notJson = await fetch(`${running.url}/predict/review_sentiment`, { method: 'POST', headers: { 'content-type': 'application/xml' }, body: '<hi/>' });
     expect(notJson.status).toBe(415);
     expect(served.length).toBe(before);
+  });
+
+  it('counts predictions in /metrics, and asks a key for labels when the server has keys', async () => {
+    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    const counted = served.filter((a) => a.model === 'review_sentiment' && a.version === '1').reduce((n, a) => n + a.predictions.length, 0);
+    expect(metrics).toContain(`larder_predictions_total{model="review_sentiment",version="1"} ${counted}`);
+
+    const guarded = await startServer({ config: loadConfig({ ...env, LARDER_ONLINE: redisUrl() }), port: 0, store, registry, apiKeys: ['k-1'], servingLog: false, log: () => {} });
+    try {
+      const label = (headers: Record<string, string>) =>
+        fetch(`${guarded.url}/review-queue/review_sentiment/001-000000/label`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"label": 1}' });
+      expect((await label({})).status).toBe(401);
+      expect((await label({ authorization: 'Bearer nope' })).status).toBe(403);
+      expect((await label({ authorization: 'Bearer k-1' })).status).toBe(404);
+      // Reads need no key.
+      const read = await fetch(`${guarded.url}/predict/review_sentiment`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"entities": {"review_id": ["r0000001"]}}' });
+      expect(read.status).toBe(200);
+    } finally {
+      await guarded.close();
+    }
   });
 
   it('keeps every prediction in the serving log', async () => {
