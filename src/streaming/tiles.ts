@@ -219,16 +219,52 @@ class TileArena {
 /**
  * The features of one entity at `t` from its stored tiles (field -> tile; absent tiles are
  * empty), in layout feature order: numbers, count 0 and nulls for windows without events.
+ *
+ * Features over the same column, window and tile size share one combined partial: the tiles of
+ * a window are merged once, whatever the number of functions asked of it.
  */
 export function valuesAt(layout: TileLayout, tiles: ReadonlyMap<string, Float64Array>, t: number): (number | null)[] {
-  return layout.features.map(({ feature, size, at }) => {
-    const s = layout.sizes[size]!;
-    const combined = emptyTile(1);
+  const { groups, ofFeature } = windowGroups(layout);
+  const sizeTiles = layout.sizes.map((s) => {
+    const first = firstTile(t, s.maxWindowMs, s.tileMs);
     const last = Math.floor(t / s.tileMs);
-    for (let i = firstTile(t, feature.windowMs, s.tileMs); i <= last; i++) {
-      const tile = tiles.get(tileField(s.tileMs, i));
-      if (tile) mergePartial(combined, 0, tile, at);
-    }
-    return finalize(feature.fn, combined, 0);
+    const found: (Float64Array | undefined)[] = new Array(last - first + 1);
+    for (let i = first; i <= last; i++) found[i - first] = tiles.get(tileField(s.tileMs, i));
+    return { first, last, found };
   });
+  const combined = groups.map((g) => {
+    const s = layout.sizes[g.size]!;
+    const { first, last, found } = sizeTiles[g.size]!;
+    const partial = emptyTile(1);
+    for (let i = firstTile(t, g.windowMs, s.tileMs); i <= last; i++) {
+      const tile = found[i - first];
+      if (tile) mergePartial(partial, 0, tile, g.at);
+    }
+    return partial;
+  });
+  return layout.features.map(({ feature }, f) => finalize(feature.fn, combined[ofFeature[f]!]!, 0));
+}
+
+interface WindowGroup {
+  size: number;
+  windowMs: number;
+  /** Slot offset of the column's partial within a tile of that size. */
+  at: number;
+}
+
+const groupsOf = new WeakMap<TileLayout, { groups: WindowGroup[]; ofFeature: number[] }>();
+
+/** The distinct (tile size, window, column) of a layout's features, and each feature's group. */
+function windowGroups(layout: TileLayout): { groups: WindowGroup[]; ofFeature: number[] } {
+  let cached = groupsOf.get(layout);
+  if (cached) return cached;
+  const groups: WindowGroup[] = [];
+  const ofFeature = layout.features.map(({ feature, size, at }) => {
+    let g = groups.findIndex((x) => x.size === size && x.windowMs === feature.windowMs && x.at === at);
+    if (g < 0) g = groups.push({ size, windowMs: feature.windowMs, at }) - 1;
+    return g;
+  });
+  cached = { groups, ofFeature };
+  groupsOf.set(layout, cached);
+  return cached;
 }
