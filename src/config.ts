@@ -21,6 +21,64 @@ export interface LarderConfig {
   servingLog?: boolean;
   /** How often the serving log writes what it holds (LARDER_SERVING_LOG_FLUSH_MS, default 10000): one file per model version and date each time. */
   servingLogFlushMs?: number;
+  /**
+   * Whether reads need an API key too (LARDER_PROTECT_READS=true|false|1|0, default false):
+   * /get-online-features, /get-historical-features, /predict, GET /review-queue and /registry.
+   * /health and /metrics stay open for probes. Needs LARDER_API_KEYS. Optional so a config
+   * built by hand may leave it out (false).
+   */
+  protectReads?: boolean;
+  /** Entity rows per /get-online-features request (LARDER_MAX_ENTITIES, default 1,000). */
+  maxEntities?: number;
+  /** Feature references per /get-online-features or /get-historical-features request (LARDER_MAX_FEATURES, default 1,000). */
+  maxFeatures?: number;
+  /** Entity rows per /get-historical-features request, JSON or Arrow (LARDER_MAX_DATASET_ROWS, default 1,000,000). */
+  maxDatasetRows?: number;
+  /** Rows per /push (LARDER_MAX_PUSH_ROWS, default 100,000). */
+  maxPushRows?: number;
+}
+
+/** Request limits of `larder serve`; past one a request is answered 400 naming it, nothing read or written. */
+export interface RequestLimits {
+  /** Entity rows per /get-online-features request. */
+  maxEntities: number;
+  /** Feature references per online or historical request. */
+  maxFeatures: number;
+  /** Entity rows per /get-historical-features request. */
+  maxDatasetRows: number;
+  /** Rows per /push. */
+  maxPushRows: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<RequestLimits> = { maxEntities: 1000, maxFeatures: 1000, maxDatasetRows: 1_000_000, maxPushRows: 100_000 };
+
+/** The environment variable of each limit, named in the 400 a request past it gets. */
+export const LIMIT_VARIABLES: Readonly<Record<keyof RequestLimits, string>> = {
+  maxEntities: 'LARDER_MAX_ENTITIES',
+  maxFeatures: 'LARDER_MAX_FEATURES',
+  maxDatasetRows: 'LARDER_MAX_DATASET_ROWS',
+  maxPushRows: 'LARDER_MAX_PUSH_ROWS',
+};
+
+/** Largest value a limit takes: past it a request would fail on memory long before the limit. */
+const LIMIT_MAX = 1_000_000_000;
+
+function parseLimit(env: NodeJS.ProcessEnv, name: keyof RequestLimits): number {
+  const variable = LIMIT_VARIABLES[name];
+  const text = env[variable];
+  if (text === undefined) return DEFAULT_LIMITS[name];
+  const value = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value) || value < 1 || value > LIMIT_MAX) throw new InputError(`${variable}: expected a whole number from 1 to ${LIMIT_MAX}, got '${text}'`);
+  return value;
+}
+
+function parseBoolean(env: NodeJS.ProcessEnv, variable: string, fallback: boolean): boolean {
+  const text = env[variable];
+  if (text === undefined) return fallback;
+  const v = text.trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new InputError(`${variable}: expected true, false, 1 or 0, got '${text}'`);
 }
 
 export interface ConfigOverrides {
@@ -58,7 +116,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, flags: ConfigOv
   if (!Number.isInteger(servingLogFlushMs) || servingLogFlushMs < 100 || servingLogFlushMs > 3_600_000) {
     throw new InputError(`LARDER_SERVING_LOG_FLUSH_MS: expected 100-3600000 (ms), got '${logFlushText}'`);
   }
-  return { repoDir, home, registry, offlineDir, online, port, apiKeys, pushFlushMs, servingLog, servingLogFlushMs };
+  const protectReads = parseBoolean(env, 'LARDER_PROTECT_READS', false);
+  return {
+    repoDir,
+    home,
+    registry,
+    offlineDir,
+    online,
+    port,
+    apiKeys,
+    pushFlushMs,
+    servingLog,
+    servingLogFlushMs,
+    protectReads,
+    maxEntities: parseLimit(env, 'maxEntities'),
+    maxFeatures: parseLimit(env, 'maxFeatures'),
+    maxDatasetRows: parseLimit(env, 'maxDatasetRows'),
+    maxPushRows: parseLimit(env, 'maxPushRows'),
+  };
 }
 
 /** The file path of a `file:` registry URL, relative paths against the working directory. */

@@ -8,7 +8,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { DAY_MS, formatInstant, parseInstant } from '../core/time.js';
-import { openDuckDB, sqlString } from '../offline/duckdb.js';
+import { openDuckDB, sqlIdent, sqlPath } from '../offline/duckdb.js';
 import { configFrom, parseFlags } from './args.js';
 import type { Command } from './main.js';
 
@@ -105,7 +105,7 @@ async function runCommand(name: string, argv: string[]): Promise<void> {
 async function eventTimeRange(files: string[]): Promise<{ start: ReturnType<typeof parseInstant>; end: ReturnType<typeof parseInstant> }> {
   const db = await openDuckDB();
   try {
-    const union = files.map((f) => `SELECT min(event_timestamp) AS lo, max(event_timestamp) AS hi FROM read_parquet(${sqlString(f)})`).join(' UNION ALL ');
+    const union = files.map((f) => `SELECT min(event_timestamp) AS lo, max(event_timestamp) AS hi FROM read_parquet(${sqlPath(f)})`).join(' UNION ALL ');
     const reader = await db.connection.runAndReadAll(`SELECT epoch_ms(min(lo)) AS lo, epoch_ms(max(hi)) AS hi FROM (${union})`);
     const row = reader.getRowObjectsJson()[0] as { lo: string | number; hi: string | number };
     const lo = Number(row.lo);
@@ -120,7 +120,7 @@ async function eventTimeRange(files: string[]): Promise<{ start: ReturnType<type
 async function firstValue(file: string, column: string): Promise<string> {
   const db = await openDuckDB();
   try {
-    const reader = await db.connection.runAndReadAll(`SELECT CAST(${column} AS VARCHAR) AS v FROM read_parquet(${sqlString(file)}) LIMIT 1`);
+    const reader = await db.connection.runAndReadAll(`SELECT CAST(${sqlIdent(column)} AS VARCHAR) AS v FROM read_parquet(${sqlPath(file)}) LIMIT 1`);
     return String(reader.getRowObjectsJson()[0]?.v ?? '');
   } finally {
     db.close();

@@ -16,9 +16,16 @@ export interface SparseVector {
   values: number[];
 }
 
+/**
+ * The widest sparse vector: its indices are int32 (CONTRACT s.2), so at most 2^31 of them.
+ * `sparse(1e400)` used to be taken as a vector of width Infinity, and `sparse(1e20)` as one whose
+ * indices no int32 holds.
+ */
+export const MAX_SPARSE_SIZE = 2 ** 31;
+
 /** `sparse(62000)`: the type of an n-wide sparse vector feature. */
 export function sparse<N extends number>(size: N): `sparse(${N})` {
-  if (!Number.isInteger(size) || size <= 0) throw new Error(`sparse(n): n must be a positive integer, got ${size}`);
+  if (!Number.isInteger(size) || size <= 0 || size > MAX_SPARSE_SIZE) throw new Error(`sparse(n): n must be a positive integer up to 2^31, got ${String(size)}`);
   return `sparse(${size})`;
 }
 
@@ -30,9 +37,12 @@ export type ParsedType =
 export function parseValueType(type: string): ParsedType {
   if ((SCALAR_TYPES as readonly string[]).includes(type)) return { kind: 'scalar', type: type as ScalarType };
   if (type === 'float32[]' || type === 'float64[]') return { kind: 'dense', element: type.slice(0, -2) as 'float32' | 'float64' };
-  const m = /^sparse\((\d+)\)$/.exec(type);
-  if (m && Number(m[1]) > 0) return { kind: 'sparse', size: Number(m[1]) };
-  throw new Error(`unknown value type '${type}' (expected one of ${SCALAR_TYPES.join(', ')}, float32[], float64[], sparse(n))`);
+  // Written as sparse() writes it: no leading zeros ('sparse(007)' would be a different type text
+  // for the same type in the registry), and a width int32 indices can address.
+  const m = typeof type === 'string' ? /^sparse\(([1-9]\d{0,9})\)$/.exec(type) : null;
+  if (m && Number(m[1]) <= MAX_SPARSE_SIZE) return { kind: 'sparse', size: Number(m[1]) };
+  const shown = typeof type === 'string' ? `'${type.length > 40 ? `${type.slice(0, 40)}...` : type}'` : String(type);
+  throw new Error(`unknown value type ${shown} (expected one of ${SCALAR_TYPES.join(', ')}, float32[], float64[], sparse(n) with n from 1 to 2^31)`);
 }
 
 export const isValueType = (type: unknown): type is ValueType => {

@@ -57,12 +57,28 @@ export async function validateDefinitions(defs: Definitions): Promise<Validation
   return { warnings };
 }
 
-/** A push source must carry the view's join keys. */
+const INTEGER_TYPES: readonly string[] = ['int32', 'int64'];
+
+/**
+ * A push source must carry the view's join keys, typed as their entities type them: a key of an
+ * int64 entity pushed as a string (or a float, a sparse vector...) was taken at plan time and
+ * refused on every push, or stored under a key no read finds.
+ */
 function checkPushSchema(view: FeatureView): void {
   if (view.source.type !== 'push') return;
-  for (const key of joinKeysOf(view)) {
-    if (!(key in view.source.schema)) {
-      throw new DefinitionError(`featureView '${view.name}': join key '${key}' is not in the schema of push source '${view.source.name}'`);
+  const schema = view.source.schema;
+  for (const e of view.entities) {
+    for (const key of e.joinKeys) {
+      // Own keys: `in` took a join key named `constructor` as a column of every schema.
+      if (!Object.hasOwn(schema, key)) {
+        throw new DefinitionError(`featureView '${view.name}': join key '${key}' is not in the schema of push source '${view.source.name}'`);
+      }
+      const keyType = e.keyTypes[key];
+      const pushed = schema[key] as string;
+      const fits = pushed === keyType || (INTEGER_TYPES.includes(pushed) && INTEGER_TYPES.includes(keyType as string));
+      if (!fits) {
+        throw new DefinitionError(`featureView '${view.name}': join key '${key}' is ${keyType} in entity '${e.name}' but ${pushed} in push source '${view.source.name}'`);
+      }
     }
   }
 }

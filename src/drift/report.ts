@@ -17,7 +17,7 @@ import { DAY_MS, formatInstant, utcDate, type EpochMs } from '../core/time.js';
 import type { ValueType } from '../core/value-types.js';
 import { servingLogLayout } from '../inference/serving-log.js';
 import type { ModelVersionMeta } from '../models/artifact.js';
-import { openDuckDB, sqlIdent, sqlList, sqlString } from '../offline/duckdb.js';
+import { openDuckDB, sqlIdent, sqlList, sqlPath, sqlString } from '../offline/duckdb.js';
 import { servingLogDir } from '../offline/layout.js';
 import { profiledQuantities, psi, psiStatus, type BinnedDistribution, type DriftStatus } from './profile.js';
 
@@ -252,7 +252,7 @@ async function versionsOf(connection: DuckDBConnection, files: readonly string[]
 }
 
 async function columnTypes(connection: DuckDBConnection, file: string): Promise<Map<string, string>> {
-  const rows = (await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlString(file)})`)).getRowObjectsJS();
+  const rows = (await connection.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${sqlPath(file)})`)).getRowObjectsJS();
   return new Map(rows.map((r) => [String(r.column_name), String(r.column_type)]));
 }
 

@@ -47,7 +47,8 @@ export function featuresFromInputs(defs: Definitions, service: FeatureService, i
           throw new InputError(`inputs: view '${view.name}' has no transform, so its feature '${feature}' must be an input column or the request must give entities`, { field: 'inputs' });
         }
         const value = view.transform ? computed[feature] : (computed as Record<string, readonly unknown[]>)[feature]![r];
-        out[r]![feature] = asStored(value, view.schema[feature] as ValueType);
+        const where = view.transform ? `inputs: row ${r}: the transform of view '${view.name}' gave feature '${feature}'` : `inputs.${feature}[${r}]`;
+        out[r]![feature] = asStored(value, view.schema[feature] as ValueType, where);
       }
     }
   }
@@ -75,15 +76,47 @@ function runTransform(view: FeatureView, inputs: InputColumns, r: number): Recor
   }
 }
 
-/** A computed value as the stores keep it: float32 values rounded, sparse vectors as plain arrays. */
-function asStored(value: unknown, type: ValueType): unknown {
+/** A computed value as the stores keep it: float32 values rounded, sparse vectors as plain arrays. A value not of its type is refused, naming `where`. */
+function asStored(value: unknown, type: ValueType, where: string): unknown {
   if (value === null || value === undefined) return null;
   const parsed = parseValueType(type);
+  const refuse = (): never => {
+    const shown = JSON.stringify(value) ?? String(value);
+    throw new InputError(`${where}: expected ${type}, got ${shown.length > 40 ? `${shown.slice(0, 40)}...` : shown}`, { field: where.startsWith('inputs.') ? where : 'inputs' });
+  };
   if (parsed.kind === 'sparse') {
-    const v = value as { indices: ArrayLike<number>; values: ArrayLike<number> };
-    return { size: parsed.size, indices: Array.from(v.indices), values: Array.from(v.values, Math.fround) };
+    const v = value as { indices?: unknown; values?: unknown };
+    const isList = (x: unknown): x is ArrayLike<number> => Array.isArray(x) || ArrayBuffer.isView(x);
+    if (typeof v !== 'object' || !isList(v.indices) || !isList(v.values) || v.indices.length !== v.values.length) return refuse();
+    const indices = Array.from(v.indices);
+    const values = Array.from(v.values, Math.fround);
+    let previous = -1;
+    for (const i of indices) if (!Number.isInteger(i) || i <= previous || i >= parsed.size) return refuse();
+    else previous = i;
+    if (values.some((x) => !Number.isFinite(x))) return refuse();
+    return { size: parsed.size, indices, values };
   }
-  if (parsed.kind === 'dense') return Array.from(value as ArrayLike<number>, parsed.element === 'float32' ? Math.fround : Number);
-  if (parsed.kind === 'scalar' && parsed.type === 'float32' && typeof value === 'number') return Math.fround(value);
-  return value;
+  if (parsed.kind === 'dense') {
+    if (!Array.isArray(value) && !ArrayBuffer.isView(value)) return refuse();
+    const out = Array.from(value as ArrayLike<unknown>, (x) => (typeof x === 'number' ? x : NaN));
+    if (out.some((x) => Number.isNaN(x))) return refuse();
+    return out.map(parsed.element === 'float32' ? Math.fround : Number);
+  }
+  switch (parsed.type) {
+    case 'float32':
+    case 'float64':
+      if (typeof value !== 'number') return refuse();
+      return parsed.type === 'float32' ? Math.fround(value) : value;
+    case 'int32':
+    case 'int64':
+      if (typeof value === 'bigint') return value;
+      if (typeof value !== 'number' || !Number.isInteger(value)) return refuse();
+      return value;
+    case 'bool':
+      return typeof value === 'boolean' ? value : refuse();
+    case 'string':
+      return typeof value === 'string' ? value : refuse();
+    default:
+      return value;
+  }
 }

@@ -8,6 +8,8 @@ import { InputError, errorMessage } from '../core/errors.js';
 import type { Estimator, ModelVersionMeta } from '../models/artifact.js';
 import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../serving/errors.js';
+import { RegistryUnavailableError } from '../registry/registry.js';
+import { withTimeout } from '../serving/timeout.js';
 
 export interface ServedModel {
   meta: ModelVersionMeta;
@@ -24,7 +26,7 @@ export class ServedModels {
 
   constructor(
     private readonly registry: Registry,
-    private readonly options: { pollMs: number; log: Logger },
+    private readonly options: { pollMs: number; log: Logger; /** Bound on one registry call (default 2000 ms). */ timeoutMs?: number },
   ) {
     this.timer = setInterval(() => void this.refresh(), options.pollMs);
     this.timer.unref();
@@ -61,13 +63,20 @@ export class ServedModels {
     await this.refreshing;
   }
 
+  /** A registry call, bounded: a registry that does not answer is a 503, not a hung request. */
+  private bounded<T>(work: Promise<T>): Promise<T> {
+    const ms = this.options.timeoutMs ?? 2000;
+    return withTimeout(work, ms, () => new RegistryUnavailableError(`registry ${this.registry.url}: did not answer within ${ms} ms`));
+  }
+
   private async load(name: string, version?: string): Promise<ServedModel> {
-    const latest = version ?? (await this.registry.latestModel(name))?.version;
+    const latest = version ?? (await this.bounded(this.registry.latestModel(name)))?.version;
     if (latest === undefined) {
-      const names = await this.registry.modelNames();
+      const names = await this.bounded(this.registry.modelNames());
       throw new ModelNotFoundError(`model: no model '${name}' is registered (registered: ${names.join(', ') || 'none'}; train one with larder train ${name})`, { field: 'model', models: names });
     }
-    const artifact = await this.registry.loadModel(name, latest);
+    // Loading a 62k-word model reads megabytes: a longer bound than a lookup.
+    const artifact = await withTimeout(this.registry.loadModel(name, latest), 5 * (this.options.timeoutMs ?? 2000), () => new RegistryUnavailableError(`registry ${this.registry.url}: loading model ${name} version ${latest} did not finish in time`));
     const estimator = artifact.estimators[artifact.meta.primary];
     if (!estimator) throw new Error(`model ${name} version ${latest}: its primary estimator '${artifact.meta.primary}' is not in the artifact`);
     const model = { meta: artifact.meta, estimator };
@@ -78,7 +87,7 @@ export class ServedModels {
   private async poll(): Promise<void> {
     for (const [name, current] of this.loaded) {
       try {
-        const latest = await this.registry.latestModel(name);
+        const latest = await this.bounded(this.registry.latestModel(name));
         if (latest && latest.version !== current.meta.version) {
           await this.load(name, latest.version);
           this.options.log(`larder serve: model ${name} version ${latest.version} loaded (was ${current.meta.version})`);

@@ -19,7 +19,7 @@ import { syncDir, syncFile } from '../core/fsync.js';
 import { DAY_MS, utcDate, type EpochMs } from '../core/time.js';
 import { duckdbType, parseValueType, type ValueType } from '../core/value-types.js';
 import type { ModelFeature, ModelVersionMeta } from '../models/artifact.js';
-import { openDuckDB, sqlIdent, sqlString } from '../offline/duckdb.js';
+import { openDuckDB, sqlIdent, sqlPath, sqlString } from '../offline/duckdb.js';
 import { servingLogDir } from '../offline/layout.js';
 
 export interface ServingLogRow {
@@ -357,7 +357,7 @@ export class ServingLog {
       const columns = layout.columns.map((c, i) => `c${i}: ${sqlString(jsonType(c))}`).join(', ');
       const select = layout.columns.map((c, i) => `${fromJson(c, `c${i}`)} AS ${sqlIdent(c.name)}`).join(', ');
       await connection.run(
-        `COPY (SELECT ${select} FROM read_json(${sqlString(lines)}, format = 'newline_delimited', columns = {${columns}})) TO ${sqlString(partial)} (FORMAT parquet, COMPRESSION zstd)`,
+        `COPY (SELECT ${select} FROM read_json(${sqlPath(lines)}, format = 'newline_delimited', columns = {${columns}})) TO ${sqlString(partial)} (FORMAT parquet, COMPRESSION zstd)`,
       );
       await syncFile(partial);
       await rename(partial, join(dir, name));

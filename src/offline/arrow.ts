@@ -159,7 +159,8 @@ export function toArrowTable(reader: DuckDBResultReader): arrow.Table {
   const names = reader.columnNames();
   const types = reader.columnTypes();
   const columns = reader.getColumns();
-  const vectors = names.map((_, i) => arrowVector(columns[i]!, types[i]!));
+  // A result of no rows has no column chunks: each column is then empty.
+  const vectors = names.map((_, i) => arrowVector(columns[i] ?? [], types[i]!));
   const fields = names.map((name, i) => new arrow.Field(name, vectors[i]!.type, true));
   const length = reader.currentRowCount;
   const struct = arrow.makeData({ type: new arrow.Struct(fields), length, nullCount: 0, children: vectors.map((v) => v.data[0]!) });

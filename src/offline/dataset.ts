@@ -147,7 +147,9 @@ async function prepare(connection: DuckDBConnection, request: DatasetRequest): P
   }
   const range = await checkEntityRows(connection, loaded, timestamp, checks);
   const views: ViewPlan[] = [];
-  for (const r of selection.views) views.push(await planView(connection, request.offlineDir, r, range));
+  // Keys are read from the entity table's own column (`source`: an input `__x` is stored renamed).
+  const sourceOf = (name: string): string => column(name)!.source;
+  for (const r of selection.views) views.push(await planView(connection, request.offlineDir, r, range, sourceOf));
   const plan: PointInTimePlan = {
     entities: { table: loaded.table, columns: loaded.columns, timestamp: entityTimestampSql(timestamp) },
     views,
@@ -156,9 +158,15 @@ async function prepare(connection: DuckDBConnection, request: DatasetRequest): P
   return { sql: pointInTimeSql(plan), origin: loaded.origin, rows: range.rows };
 }
 
-async function planView(connection: DuckDBConnection, offlineDir: string, request: ViewRequest, range: { min: EpochMs | null; max: EpochMs | null }): Promise<ViewPlan> {
+async function planView(
+  connection: DuckDBConnection,
+  offlineDir: string,
+  request: ViewRequest,
+  range: { min: EpochMs | null; max: EpochMs | null },
+  sourceOf: (key: string) => string,
+): Promise<ViewPlan> {
   const { view } = request;
-  const joinKeys: JoinKey[] = entityKeys(view).map((k) => ({ ...k, source: k.name }));
+  const joinKeys: JoinKey[] = entityKeys(view).map((k) => ({ ...k, source: sourceOf(k.name) }));
   const partitions = range.min === null || range.max === null ? [] : await listPartitions(offlineDir, view.name);
   const within = (fromMs: number | null, toMs: number) => {
     const lo = fromMs === null ? '' : utcDate(fromMs);

@@ -37,5 +37,14 @@ export const sqlString = (value: string): string => `'${value.replace(/'/g, "''"
 /** A quoted SQL identifier. Names reaching SQL are validated identifiers already; quoting is belt and braces. */
 export const sqlIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
-/** `[ 'a.parquet', 'b.parquet' ]` for read_parquet. */
-export const sqlList = (values: readonly string[]): string => `[${values.map(sqlString).join(', ')}]`;
+/**
+ * A file path for DuckDB's readers (read_parquet, read_csv, read_json), matching exactly that file.
+ * The readers expand glob patterns, so a path holding `*`, `?` or `[` would read other files (a
+ * source `data/events[1].parquet` read `data/events1.parquet`; `*` every file beside it). Each
+ * such character is escaped as a one-character class (`[*]`, `[?]`, `[[]`), which DuckDB's glob
+ * matches literally. Not for COPY ... TO, which writes to the literal path.
+ */
+export const sqlPath = (path: string): string => sqlString(path.replace(/[[*?]/g, (ch) => `[${ch}]`));
+
+/** `[ 'a.parquet', 'b.parquet' ]` for read_parquet: each an exact path (sqlPath), never a pattern. */
+export const sqlList = (paths: readonly string[]): string => `[${paths.map(sqlPath).join(', ')}]`;

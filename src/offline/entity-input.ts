@@ -30,7 +30,7 @@ import {
 import { InputError, errorMessage } from '../core/errors.js';
 import { asEpochMs, parseInstant, type EpochMs } from '../core/time.js';
 import type { KeyType } from '../core/value-types.js';
-import { sqlIdent, sqlString } from './duckdb.js';
+import { sqlIdent, sqlPath, sqlString } from './duckdb.js';
 
 /** Entity rows: a .parquet/.csv path, an Arrow table, or JSON columns of equal length. */
 export type EntityRows = string | arrow.Table | Readonly<Record<string, readonly unknown[]>>;
@@ -62,8 +62,15 @@ export interface LoadOptions {
 
 export const ENTITY_TABLE = '__larder_input';
 
-// A user column named `rowid` would hide DuckDB's row id, so it is stored under this name.
-const ROWID_ALIAS = '__larder_rowid';
+/**
+ * Input columns keep their names in the table, except those that could be taken for a column the
+ * dataset SQL adds: `rowid` (DuckDB's row id, the input order) and every name starting with `__`
+ * (`__row`, `__t`, `__key_<type>_<column>`; DuckDB compares names without case). Those are stored
+ * as `__larder_c<index>` and given back under their own name. Otherwise an input column `__t`
+ * would be read as each row's instant and `__row` as its order (and echoed as the row number).
+ */
+const isReserved = (name: string): boolean => name.toLowerCase() === 'rowid' || name.startsWith('__');
+const storedName = (name: string, index: number): string => (isReserved(name) ? `__larder_c${index}` : name);
 const CHUNK = 2048;
 
 /** Loads entity rows into a DuckDB table; errors name the input and the column at fault. */
@@ -83,10 +90,11 @@ async function loadFile(connection: DuckDBConnection, path: string, options: Loa
   } catch {
     throw new InputError(`entities: no such file '${path}'`);
   }
+  // Exactly the file checked above: a `*`, `?` or `[` in its name is not a glob (sqlPath).
   const reader = (types: readonly string[]): string => {
-    if (ext === '.parquet') return `read_parquet(${sqlString(path)})`;
+    if (ext === '.parquet') return `read_parquet(${sqlPath(path)})`;
     const typed = types.length ? `, types = {${types.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}` : '';
-    return `read_csv(${sqlString(path)}, header = true${typed})`;
+    return `read_csv(${sqlPath(path)}, header = true${typed})`;
   };
   let described: { name: string; type: string }[];
   try {
@@ -96,8 +104,8 @@ async function loadFile(connection: DuckDBConnection, path: string, options: Loa
   }
   const names = new Set(described.map((c) => c.name));
   const text = (options.textColumns ?? []).filter((c) => names.has(c) && ext === '.csv');
-  const rename = described.find((c) => c.name.toLowerCase() === 'rowid');
-  const star = rename ? `* RENAME (${sqlIdent(rename.name)} AS ${ROWID_ALIAS})` : '*';
+  const renames = described.flatMap((c, i) => (isReserved(c.name) ? [`${sqlIdent(c.name)} AS ${sqlIdent(storedName(c.name, i))}`] : []));
+  const star = renames.length ? `* RENAME (${renames.join(', ')})` : '*';
   const origin = `CREATE TABLE ${ENTITY_TABLE} AS SELECT ${star} FROM ${reader(text)}`;
   try {
     await connection.run(origin);
@@ -107,7 +115,7 @@ async function loadFile(connection: DuckDBConnection, path: string, options: Loa
   const loaded = await describe(connection, `SELECT * FROM ${ENTITY_TABLE}`);
   return {
     table: ENTITY_TABLE,
-    columns: loaded.map((c) => ({ name: c.name === ROWID_ALIAS && rename ? rename.name : c.name, source: c.name, type: c.type })),
+    columns: loaded.map((c, i) => ({ name: described[i]!.name, source: c.name, type: c.type })),
     origin,
   };
 }
@@ -128,7 +136,7 @@ interface MemoryColumn {
 
 async function loadColumns(connection: DuckDBConnection, columns: MemoryColumn[], what: string): Promise<LoadedEntities> {
   if (columns.length === 0) throw new InputError('entities: no columns');
-  const stored = columns.map((c) => ({ ...c, source: c.name.toLowerCase() === 'rowid' ? ROWID_ALIAS : c.name }));
+  const stored = columns.map((c, i) => ({ ...c, source: storedName(c.name, i) }));
   const lower = new Set<string>();
   for (const c of stored) {
     if (lower.has(c.name.toLowerCase())) throw new InputError(`entities: column '${c.name}' is given twice`);
@@ -271,10 +279,16 @@ export function entityTimestampSql(column: EntityColumn): string {
   if (type === 'TIMESTAMP WITH TIME ZONE') return c;
   if (/^(TIMESTAMP(_S|_MS|_NS)?|DATE)$/.test(type)) return `CAST(${c} AS TIMESTAMPTZ)`;
   if (type === 'VARCHAR') return `TRY_CAST(${c} AS TIMESTAMPTZ)`;
-  if (/^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?)$/.test(type)) return `make_timestamptz(CAST(${c} AS BIGINT) * 1000)`;
-  if (/^(FLOAT|DOUBLE|DECIMAL.*)$/.test(type)) return `make_timestamptz(CAST(round(${c} * 1000) AS BIGINT))`;
+  // Epoch ms past years 0000-9999 (1e20, garbage bytes read as numbers) become NULL, refused as not an instant.
+  const inRange = (ms: string): string => `CASE WHEN ${ms} BETWEEN ${MIN_EPOCH_MS} AND ${MAX_EPOCH_MS} THEN make_timestamptz(CAST(${ms} AS BIGINT) * 1000) END`;
+  if (/^(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?)$/.test(type)) return inRange(`TRY_CAST(${c} AS HUGEINT)`);
+  if (/^(FLOAT|DOUBLE|DECIMAL.*)$/.test(type)) return inRange(`round(TRY_CAST(${c} AS DOUBLE))`);
   throw new InputError(`entities.${column.name}: a ${column.type} column is not a timestamp (expected timestamps, ISO-8601 strings or epoch milliseconds)`);
 }
+
+/** 0000-01-01 and 9999-12-31T23:59:59.999Z, in epoch ms: the instants Larder takes. */
+const MIN_EPOCH_MS = -62_167_219_200_000;
+const MAX_EPOCH_MS = 253_402_300_799_999;
 
 const KEY_SQL: Record<KeyType, string> = { int32: 'INTEGER', int64: 'BIGINT', string: 'VARCHAR' };
 export const keySqlType = (type: KeyType): string => KEY_SQL[type];
@@ -284,6 +298,21 @@ export interface EntityKeyCheck {
   type: KeyType;
   /** For the error: the view that needs the key. */
   view: string;
+}
+
+/**
+ * A key value that is not of the key's type. TRY_CAST alone would round a DOUBLE (1.5 -> 2) and
+ * take a BOOLEAN as 1: an integer key must come back equal from the integer it casts to.
+ */
+function notAKey(k: EntityKeyCheck): string {
+  const c = sqlIdent(k.column.source);
+  const cast = `TRY_CAST(${c} AS ${keySqlType(k.type)})`;
+  if (k.type === 'string') return `${cast} IS NULL`;
+  const type = k.column.type.toUpperCase();
+  if (type === 'BOOLEAN') return 'true';
+  if (/^(FLOAT|DOUBLE|DECIMAL.*)$/.test(type)) return `(${cast} IS NULL OR CAST(${cast} AS DOUBLE) <> CAST(${c} AS DOUBLE))`;
+  if (type === 'VARCHAR') return `(${cast} IS NULL OR TRY_CAST(${c} AS DOUBLE) IS DISTINCT FROM CAST(${cast} AS DOUBLE))`;
+  return `${cast} IS NULL`;
 }
 
 export interface EntityRange {
@@ -300,7 +329,7 @@ export interface EntityRange {
 export async function checkEntityRows(connection: DuckDBConnection, loaded: LoadedEntities, timestamp: EntityColumn, keys: readonly EntityKeyCheck[]): Promise<EntityRange> {
   const tsSql = entityTimestampSql(timestamp);
   const keyChecks = keys.map(
-    (k, i) => `min(rowid) FILTER (WHERE ${sqlIdent(k.column.source)} IS NOT NULL AND TRY_CAST(${sqlIdent(k.column.source)} AS ${keySqlType(k.type)}) IS NULL) AS k${i}`,
+    (k, i) => `min(rowid) FILTER (WHERE ${sqlIdent(k.column.source)} IS NOT NULL AND ${notAKey(k)}) AS k${i}`,
   );
   const sql = `SELECT count(*) AS n, epoch_ms(min(__t)) AS lo, epoch_ms(max(__t)) AS hi, min(rowid) FILTER (WHERE __t IS NULL) AS bad_t${keyChecks.map((k) => `, ${k}`).join('')}
 FROM (SELECT rowid, *, ${tsSql} AS __t FROM ${loaded.table})`;

@@ -135,7 +135,8 @@ async function stagedFiles(connection: DuckDBConnection, staging: string): Promi
     if (files.length > 1) {
       file = join(dir, BACKFILL_FILE);
       await connection.run(
-        `COPY (SELECT * FROM read_parquet(${sqlList(files.map((f) => join(dir, f)))}, file_row_number = true, filename = true) ORDER BY filename, file_row_number)
+        // The order columns are read, not written; the staging folder's date= is not a column either.
+        `COPY (SELECT * EXCLUDE (filename, file_row_number) FROM read_parquet(${sqlList(files.map((f) => join(dir, f)))}, file_row_number = true, filename = true, hive_partitioning = false) ORDER BY filename, file_row_number)
          TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`,
       );
     }

@@ -12,7 +12,7 @@ import { DuckDBDataChunk, VARCHAR, type DuckDBAppender, type DuckDBConnection } 
 import { DefinitionError, InputError, errorMessage } from '../core/errors.js';
 import { formatInstant, type EpochMs } from '../core/time.js';
 import type { BatchSource, FileSource, PostgresSource } from '../definitions/types.js';
-import { openDuckDB, sqlIdent, sqlString } from './duckdb.js';
+import { openDuckDB, sqlIdent, sqlPath, sqlString } from './duckdb.js';
 
 /** A source column and its DuckDB type (`VARCHAR`, `BIGINT`, `TIMESTAMP WITH TIME ZONE`, ...). */
 export interface SourceColumn {
@@ -128,7 +128,8 @@ export function resolveSourcePath(source: FileSource, repoDir: string): string {
 }
 
 function fileScan(source: FileSource, repoDir: string): string {
-  const path = sqlString(resolveSourcePath(source, repoDir));
+  // Exactly the file at the path: a `*`, `?` or `[` in it is not a glob (sqlPath).
+  const path = sqlPath(resolveSourcePath(source, repoDir));
   return source.format === 'csv' ? `read_csv(${path}, header = true)` : `read_parquet(${path})`;
 }
 
@@ -223,11 +224,18 @@ function describeUrl(url: string): string {
 async function describePostgres(source: PostgresSource): Promise<SourceColumn[]> {
   const client = await connectPostgres(source);
   try {
-    const result = await client.query({ text: `SELECT * FROM ${pgRelation(source)} LIMIT 0`, types: TEXT_TYPES });
+    // As streamPostgres reads: in a read-only transaction, and with a parameter so pg uses the
+    // extended protocol, which runs one statement only. A `query` such as
+    // `SELECT ... ) AS x; DROP TABLE t; SELECT * FROM (SELECT 1` is then refused by PostgreSQL
+    // ("cannot insert multiple commands into a prepared statement") instead of being run, and a
+    // data-modifying one fails on the read-only transaction.
+    await client.query('BEGIN READ ONLY');
+    const result = await client.query({ text: `SELECT * FROM ${pgRelation(source)} LIMIT $1`, values: [0], types: TEXT_TYPES });
     return result.fields.map((f) => ({ name: f.name, type: pgMapping(f.dataTypeID).type }));
   } catch (err) {
     throw new DefinitionError(`${label(source)}: ${firstLine(err)}`);
   } finally {
+    await client.query('ROLLBACK').catch(() => {});
     await client.end().catch(() => {});
   }
 }
@@ -258,7 +266,15 @@ async function streamPostgres(connection: DuckDBConnection, source: PostgresSour
     let fields: { name: string; mapping: PgMapping }[] | undefined;
     let rowCount = 0;
     for (;;) {
-      const batch = await client.query({ text: `FETCH ${batchSize} FROM larder_cursor`, rowMode: 'array', types: TEXT_TYPES });
+      let batch: pg.QueryArrayResult;
+      try {
+        batch = await client.query({ text: `FETCH ${batchSize} FROM larder_cursor`, rowMode: 'array', types: TEXT_TYPES });
+      } catch (err) {
+        // The query failing as it runs (in the read-only transaction: a function that writes) is
+        // the source's fault, named like a failure to declare it; a lost connection stays as it is.
+        if (err instanceof pg.DatabaseError) throw new DefinitionError(`${label(source)}: ${firstLine(err)}`);
+        throw err;
+      }
       if (!fields) {
         fields = batch.fields.map((f) => ({ name: f.name, mapping: pgMapping(f.dataTypeID) }));
         const columns = fields.map((f) => ({ name: f.name, type: f.mapping.type }));

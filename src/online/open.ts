@@ -7,7 +7,7 @@ import { RedisOnlineStore } from './redis/store.js';
 import type { OnlineStore } from './store.js';
 
 export interface OpenOnlineOptions {
-  /** Prepended to every key (default `larder:`); lets several deployments or tests share a Redis. */
+  /** Prepended to every key (default LARDER_ONLINE_PREFIX, else `larder:`); lets several deployments or tests share a Redis. */
   prefix?: string;
   /** Bound on one Redis command (default 2000 ms); bulk loads raise it. */
   commandTimeoutMs?: number;
@@ -16,7 +16,8 @@ export interface OpenOnlineOptions {
 export const DEFAULT_PREFIX = 'larder:';
 
 export async function openOnlineStore(url: string, options: OpenOnlineOptions = {}): Promise<OnlineStore> {
-  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  // LARDER_ONLINE_PREFIX: every command (serve, materialize, get, verify) reads and writes the same keys.
+  const prefix = options.prefix ?? process.env.LARDER_ONLINE_PREFIX ?? DEFAULT_PREFIX;
   if (url.startsWith('embedded:')) {
     const path = url.slice('embedded:'.length);
     if (!path) throw new InputError(`LARDER_ONLINE: 'embedded:' needs a folder, like embedded:.larder/online`);

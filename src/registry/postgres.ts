@@ -74,16 +74,42 @@ interface ModelRow {
 
 const PING_TIMEOUT_MS = 5000;
 
+/** Default bound on every statement of the registry (reads, applies, lock waits, model loads). */
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+/** The client's own bound comes this much after the server's, for a server that cannot even cancel. */
+const CLIENT_TIMEOUT_SLACK_MS = 2000;
+
+export interface PostgresRegistryOptions {
+  /**
+   * Bound on each statement (default 10 s): PostgreSQL's `statement_timeout` (the server cancels
+   * the statement, a lock wait included), and pg's `query_timeout` a little later (the client gives
+   * up on a server or network that does not answer at all, and drops the connection). Either way
+   * the call fails with RegistryUnavailableError rather than hang.
+   */
+  queryTimeoutMs?: number;
+}
+
 export class PostgresRegistry implements Registry {
   readonly url: string;
   private readonly pool: pg.Pool;
   private ready: Promise<void> | undefined;
 
-  constructor(connectionString: string) {
+  constructor(connectionString: string, options: PostgresRegistryOptions = {}) {
     this.url = redactUrl(connectionString);
-    this.pool = new pg.Pool({ connectionString, max: 4, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 10_000 });
+    const timeoutMs = options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new InputError(`registry: queryTimeoutMs must be a whole number of ms, at least 1, got ${timeoutMs}`);
+    this.pool = new pg.Pool({
+      connectionString,
+      max: 4,
+      connectionTimeoutMillis: 10_000,
+      idleTimeoutMillis: 10_000,
+      statement_timeout: timeoutMs,
+      query_timeout: timeoutMs + CLIENT_TIMEOUT_SLACK_MS,
+    });
     // An idle client losing its server must not crash the process; the next query reports it.
     this.pool.on('error', () => undefined);
+    // Nor may a checked-out client's: its query fails with the error, and run() discards it.
+    this.pool.on('connect', (client) => client.on('error', () => undefined));
   }
 
   async current(): Promise<AppliedVersion | null> {

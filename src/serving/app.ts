@@ -6,6 +6,8 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { serve, type Handler, type ServingContext } from './context.js';
 import { HttpError, sendError } from './errors.js';
+import { withTimeout } from './timeout.js';
+import { RegistryUnavailableError } from '../registry/registry.js';
 import type { RouteLabel } from './metrics.js';
 import { healthRoute } from './routes/health.js';
 import { historicalRoute } from './routes/historical.js';
@@ -27,6 +29,18 @@ const withWriteAuth =
     return handler(req, res);
   };
 
+/**
+ * A read of a handler that does not check keys itself: a key only with LARDER_PROTECT_READS.
+ * (The online, historical, predict and registry routes check in their handlers, which server.ts's
+ * hot paths share; /health and /metrics stay open for probes.)
+ */
+const withReadAuth =
+  (ctx: ServingContext, handler: Handler): Handler =>
+  (req, res) => {
+    ctx.auth.checkRead(req);
+    return handler(req, res);
+  };
+
 export function createApp(ctx: ServingContext, extend?: AppExtension): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -45,7 +59,7 @@ export function createApp(ctx: ServingContext, extend?: AppExtension): Express {
       path: '/review-queue/:model',
       label: '/review-queue',
       method: 'get',
-      handler: serve(ctx, '/review-queue', reviewQueueListRoute({ queue: ctx.reviewQueue, knownModel: async (m) => (await ctx.registry.latestModel(m)) !== null })),
+      handler: serve(ctx, '/review-queue', withReadAuth(ctx, reviewQueueListRoute({ queue: ctx.reviewQueue, knownModel: async (m) => (await withTimeout(ctx.registry.latestModel(m), ctx.storeTimeoutMs, () => new RegistryUnavailableError(`registry ${ctx.registry.url}: did not answer within ${ctx.storeTimeoutMs} ms`))) !== null }))),
     },
     {
       path: '/review-queue/:model/:id/label',

@@ -2,8 +2,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { OnlineStoreUnavailableError, type OnlineStore } from '../online/store.js';
 import { RegistryUnavailableError, type Registry } from '../registry/registry.js';
-import type { WriteAuth } from './auth.js';
-import { OfflineWriteError, sendError, type Logger } from './errors.js';
+import { LIMIT_VARIABLES, type RequestLimits } from '../config.js';
+import type { ApiAuth } from './auth.js';
+import { HttpError, OfflineWriteError, sendError, type Logger } from './errors.js';
 import type { Limiter } from './limiter.js';
 import type { RouteLabel, ServerMetrics } from './metrics.js';
 import type { PushFileWriter } from './push-offline.js';
@@ -22,9 +23,12 @@ export interface ServingContext {
   /** Group commit of pushed events of aggregation views. */
   ingest: TileIngest;
   metrics: ServerMetrics;
-  auth: WriteAuth;
+  /** API keys: `check` for writes, `checkRead` for reads (a no-op unless LARDER_PROTECT_READS). */
+  auth: ApiAuth;
   /** Request bodies past this are refused with 413. */
   maxBodyBytes: number;
+  /** Rows and features per request; past one a request is refused with 400 (`checkLimit`). */
+  limits: RequestLimits;
   /** Bound on a store's answer to /health and /registry. */
   storeTimeoutMs: number;
   /** Datasets running at once. */
@@ -70,4 +74,22 @@ export function queryOf(req: IncomingMessage): Record<string, string> {
   const url = req.url ?? '';
   const at = url.indexOf('?');
   return at < 0 ? {} : Object.fromEntries(new URLSearchParams(url.slice(at + 1)));
+}
+
+/** The number of rows of equal-length columns: the longest column's (unequal ones are refused later, naming the column). */
+export function rowsOf(columns: Readonly<Record<string, readonly unknown[]>>): number {
+  let rows = 0;
+  for (const k in columns) rows = Math.max(rows, columns[k]!.length);
+  return rows;
+}
+
+/**
+ * 400 when `count` is past the limit, naming the field, the limit and its variable:
+ * `entities: 5000 rows, at most 1000 per request (LARDER_MAX_ENTITIES)`. Called before anything
+ * is read or written.
+ */
+export function checkLimit(ctx: Pick<ServingContext, 'limits'>, limit: keyof RequestLimits, field: string, count: number, unit: string, per = 'request'): void {
+  const max = ctx.limits[limit];
+  if (count <= max) return;
+  throw new HttpError(400, `${field}: ${count} ${unit}, at most ${max} per ${per} (${LIMIT_VARIABLES[limit]})`, { field, limit: max });
 }

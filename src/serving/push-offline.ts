@@ -7,7 +7,7 @@
  * after staging is dropped (`abort`) without a trace. Hive readers skip the hidden names.
  */
 import { syncDir, syncFile } from '../core/fsync.js';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { DuckDBDataChunk, type DuckDBConnection, type DuckDBInstance, type DuckDBValue } from '@duckdb/node-api';
@@ -84,8 +84,13 @@ const failed = (what: string, err: unknown): OfflineWriteError => new OfflineWri
 const CHUNK = 2048;
 let tableCounter = 0;
 
+/** A hidden staged file older than this was left by a process that died between stage and commit. */
+const STALE_TEMP_MS = 3_600_000;
+
 export class PushFileWriter {
   private db: Promise<{ instance: DuckDBInstance; close(): void }> | undefined;
+  /** Partition folders already cleared of stale staged files by this writer. */
+  private readonly swept = new Set<string>();
 
   constructor(private readonly offlineDir: string) {}
 
@@ -129,6 +134,10 @@ export class PushFileWriter {
         const name = `push-${stamp}-${randomUUID()}.parquet`;
         const file: StagedFile = { temp: join(dir, `.${name}.tmp`), path: join(dir, name) };
         await mkdir(dir, { recursive: true });
+        if (!this.swept.has(dir)) {
+          this.swept.add(dir);
+          await removeStaleTemps(dir);
+        }
         staged.push(file);
         await connection.run(
           `COPY (SELECT ${names} FROM ${sqlIdent(table)} WHERE __date = ${sqlString(date)} ORDER BY ${order}) TO ${sqlString(file.temp)} (FORMAT parquet, COMPRESSION zstd)`,
@@ -173,6 +182,17 @@ export class PushFileWriter {
       throw err;
     });
     return (await this.db).instance;
+  }
+}
+
+/** Staged files (`.push-*.parquet.tmp`) a killed server left: never read by datasets, only disk. */
+async function removeStaleTemps(dir: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!/^\.push-.*\.parquet\.tmp$/.test(name)) continue;
+    const path = join(dir, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info && now - info.mtimeMs > STALE_TEMP_MS) await rm(path, { force: true });
   }
 }
 

@@ -3,7 +3,7 @@
  * `POST /predict/{model}` itself and hands every other request to the express app. Express costs most of a small request (a trivial
  * handler under autocannon, 50 connections, here: express answered about a third of what bare
  * node:http did), and the online read and the prediction are the endpoints that must be fast;
- * both paths run the same route function and error mapping.
+ * both paths run the same route function (API key check included) and error mapping.
  *
  * `startServer` opens what it is not given (online store, registry), loads the definitions, and
  * listens; `close()` stops accepting, lets requests in flight finish (closing idle keep-alive
@@ -11,14 +11,14 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LarderConfig } from '../config.js';
+import { DEFAULT_LIMITS, type LarderConfig, type RequestLimits } from '../config.js';
 import { InputError } from '../core/errors.js';
 import { openOnlineStore } from '../online/open.js';
 import type { OnlineStore } from '../online/store.js';
 import { openRegistry } from '../registry/open.js';
 import type { Registry } from '../registry/registry.js';
 import { createApp, type AppExtension } from './app.js';
-import { writeAuth } from './auth.js';
+import { apiAuth } from './auth.js';
 import { DEFAULT_MAX_BODY_BYTES } from './body.js';
 import { serve, type ServingContext } from './context.js';
 import type { Logger } from './errors.js';
@@ -55,6 +55,10 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** API keys for write endpoints (default `config.apiKeys`). */
   apiKeys?: readonly string[];
+  /** Reads need a key too; /health and /metrics stay open (default `config.protectReads`, false). Needs keys. */
+  protectReads?: boolean;
+  /** Rows and features per request (default: `config`'s, else `DEFAULT_LIMITS`). */
+  limits?: Partial<RequestLimits>;
   /** Datasets computed at once; more wait their turn (default 2). */
   maxConcurrentDatasets?: number;
   /** Where the server reports (default: stderr). Never given keys or request bodies. */
@@ -85,6 +89,17 @@ const CLOSE_GRACE_MS = 10_000;
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { config } = options;
   const log = options.log ?? stderrLog;
+  // Before anything is opened: a server that would leave reads open against its config does not start.
+  const auth = apiAuth(options.apiKeys ?? config.apiKeys, { protectReads: options.protectReads ?? config.protectReads ?? false });
+  const limits: RequestLimits = {
+    maxEntities: options.limits?.maxEntities ?? config.maxEntities ?? DEFAULT_LIMITS.maxEntities,
+    maxFeatures: options.limits?.maxFeatures ?? config.maxFeatures ?? DEFAULT_LIMITS.maxFeatures,
+    maxDatasetRows: options.limits?.maxDatasetRows ?? config.maxDatasetRows ?? DEFAULT_LIMITS.maxDatasetRows,
+    maxPushRows: options.limits?.maxPushRows ?? config.maxPushRows ?? DEFAULT_LIMITS.maxPushRows,
+  };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new InputError(`limits.${name}: expected a whole number, at least 1, got ${value}`);
+  }
   const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async (): Promise<void> => {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch((err: unknown) => log(`larder serve: closing: ${(err as Error).message}`));
@@ -110,7 +125,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const ingest = new TileIngest({ store, files, flushMs: options.pushFlushMs ?? config.pushFlushMs });
     // Registered after the files and store: closed (flushed) before them.
     cleanups.push(() => ingest.close());
-    const models = new ServedModels(registry, { pollMs: options.reloadIntervalMs ?? 5000, log });
+    const models = new ServedModels(registry, { pollMs: options.reloadIntervalMs ?? 5000, log, timeoutMs: storeTimeoutMs });
     cleanups.push(() => models.close());
     const servingLog = (options.servingLog ?? config.servingLog ?? true) ? new ServingLog({ offlineDir: config.offlineDir, flushMs: options.servingLogFlushMs ?? config.servingLogFlushMs ?? 10_000, log }) : null;
     // Registered after the store: closed (flushed) before it.
@@ -123,8 +138,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       files,
       ingest,
       metrics,
-      auth: writeAuth(options.apiKeys ?? config.apiKeys),
+      auth,
       maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+      limits,
       storeTimeoutMs,
       datasets: new Limiter(options.maxConcurrentDatasets ?? 2),
       models,
@@ -135,7 +151,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const app = createApp(context, options.extend);
     const online = serve(context, '/get-online-features', onlineFeaturesRoute(context));
     const predict = serve(context, '/predict', predictRoute(context));
+    let shuttingDown = false;
     const server = createServer((req, res) => {
+      // Once stopping, answers close their connection: a client's next request opens a new one
+      // (refused, clearly) instead of being cut on a reused socket.
+      if (shuttingDown) res.shouldKeepAlive = false;
       const url = req.url!;
       if (req.method === 'POST' && url.startsWith(HOT_PATH) && (url.length === HOT_PATH.length || url[HOT_PATH.length] === '?')) online(req, res);
       else if (req.method === 'POST' && url.startsWith(PREDICT_PREFIX)) predict(req, res);
@@ -150,6 +170,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       port: address.port,
       context,
       close() {
+        shuttingDown = true;
         closing ??= stop(server).then(cleanup);
         return closing;
       },

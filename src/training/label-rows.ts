@@ -7,7 +7,7 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { DefinitionError, InputError } from '../core/errors.js';
 import { asEpochMs } from '../core/time.js';
 import type { Definitions } from '../definitions/types.js';
-import { sqlIdent, sqlString } from '../offline/duckdb.js';
+import { sqlIdent, sqlPath, sqlString } from '../offline/duckdb.js';
 import { readSourceRange } from '../offline/sources.js';
 import type { LabelSource } from './specs.js';
 import { isAbsolute, resolve } from 'node:path';
@@ -55,7 +55,7 @@ export async function writeLabelRows(
   } finally {
     await release();
   }
-  const reader = await connection.runAndReadAll(`SELECT count(*)::INTEGER AS n, coalesce(sum(label), 0)::INTEGER AS p FROM read_parquet(${sqlString(options.out)})`);
+  const reader = await connection.runAndReadAll(`SELECT count(*)::INTEGER AS n, coalesce(sum(label), 0)::INTEGER AS p FROM read_parquet(${sqlPath(options.out)})`);
   const [row] = reader.getRowObjectsJson() as { n: number; p: number }[];
   return { rows: Number(row!.n), positives: Number(row!.p) };
 }
@@ -69,7 +69,8 @@ const asLabel = (column: string): string => {
 /** A Parquet or CSV scan of `path`, after checking it exists and has `columns`. */
 async function scanFile(connection: DuckDBConnection, path: string, what: string, columns: readonly string[]): Promise<string> {
   if (!existsSync(path)) throw new InputError(`${what}: no file '${path}'`);
-  const scan = /\.csv$/i.test(path) ? `read_csv(${sqlString(path)}, header = true)` : /\.parquet$/i.test(path) ? `read_parquet(${sqlString(path)})` : undefined;
+  // Exactly the file checked above: a `*`, `?` or `[` in its name is not a glob (sqlPath).
+  const scan = /\.csv$/i.test(path) ? `read_csv(${sqlPath(path)}, header = true)` : /\.parquet$/i.test(path) ? `read_parquet(${sqlPath(path)})` : undefined;
   if (!scan) throw new InputError(`${what}: '${path}' is neither .parquet nor .csv`);
   const reader = await connection.runAndReadAll(`DESCRIBE SELECT * FROM ${scan}`);
   const have = new Set((reader.getRowObjectsJson() as { column_name: string }[]).map((r) => r.column_name));

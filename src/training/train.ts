@@ -24,7 +24,7 @@ import { binaryMetrics, type BinaryMetrics } from '../models/metrics.js';
 import { fitNaiveBayes } from '../models/naive-bayes.js';
 import { numberOf, scoreRow, sparseOf } from '../models/score.js';
 import type { SparseVector } from '../models/sparse.js';
-import { openDuckDB, sqlIdent, sqlString } from '../offline/duckdb.js';
+import { openDuckDB, sqlIdent, sqlPath } from '../offline/duckdb.js';
 import { writeDataset } from '../offline/dataset.js';
 import { hashOf, shortVersion, toCanonical } from '../registry/canonical.js';
 import type { Registry } from '../registry/registry.js';
@@ -151,7 +151,7 @@ async function readTrainingRows(
 ): Promise<{ rows: TrainingRow[]; fingerprint: string; reviewLabels: number }> {
   const { joinKeys, features } = input;
   const columns = [...joinKeys.map(sqlIdent), 'epoch_ms(event_timestamp) AS "__at"', 'label', ...features.map((f) => sqlIdent(f.name))];
-  const reader = await connection.runAndReadAll(`SELECT ${columns.join(', ')} FROM read_parquet(${sqlString(input.datasetPath)})`);
+  const reader = await connection.runAndReadAll(`SELECT ${columns.join(', ')} FROM read_parquet(${sqlPath(input.datasetPath)})`);
   const raw = reader.getRowObjectsJson() as Record<string, unknown>[];
   const keyOf = (entity: Record<string, unknown>): string => JSON.stringify(joinKeys.map((k) => String(entity[k])));
   // A reviewer's label of an entity replaces the source's label of that entity.

@@ -17,7 +17,7 @@ import { parseValueType, type ValueType } from '../core/value-types.js';
 import { joinKeysOf } from '../definitions/loader.js';
 import type { Definitions, FeatureView } from '../definitions/types.js';
 import { getHistoricalFeatures } from '../offline/dataset.js';
-import { openDuckDB, sqlIdent, sqlString } from '../offline/duckdb.js';
+import { openDuckDB, sqlIdent, sqlList } from '../offline/duckdb.js';
 import { listPartitions } from '../offline/layout.js';
 import { getOnlineFeatures, type JsonValue } from '../online/online-features.js';
 import type { OnlineStore } from '../online/store.js';
@@ -122,7 +122,7 @@ async function sampleEntities(offlineDir: string, view: FeatureView, n: number):
     const connection = await instance.connect();
     const list = keys.map(sqlIdent).join(', ');
     const reader = await connection.runAndReadAll(
-      `SELECT ${list} FROM (SELECT DISTINCT ${list} FROM read_parquet([${files.map(sqlString).join(', ')}]) WHERE ${keys.map((k) => `${sqlIdent(k)} IS NOT NULL`).join(' AND ')})
+      `SELECT ${list} FROM (SELECT DISTINCT ${list} FROM read_parquet(${sqlList(files)}) WHERE ${keys.map((k) => `${sqlIdent(k)} IS NOT NULL`).join(' AND ')})
        ORDER BY hash(${list}) LIMIT ${n}`,
     );
     for (const row of reader.getRowObjectsJS()) for (const k of keys) columns[k]!.push(jsKey(row[k]));

@@ -151,6 +151,12 @@ export class RedisConnection {
     }
     // Errors surface on the commands; without a listener ioredis would print each reconnect failure.
     this.client.on('error', () => {});
+    // Once connected, a command issued while Redis is away fails at once instead of waiting in
+    // ioredis's offline queue: a queued command that timed out (the caller got a 503) would still
+    // be sent on reconnect, and a push answered 503 would land online after all.
+    this.client.once('ready', () => {
+      this.client.options.enableOfflineQueue = false;
+    });
     for (const c of luaCommands()) {
       if (c.numberOfKeys !== undefined) {
         this.client.defineCommand(c.method, { lua: c.lua, numberOfKeys: c.numberOfKeys });

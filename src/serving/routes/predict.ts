@@ -20,6 +20,9 @@ export const PREDICT_PREFIX = '/predict/';
 
 export function predictRoute(ctx: ServingContext): Handler {
   return async (req, res) => {
+    // A read (it writes only logs): a key only with LARDER_PROTECT_READS, asked before anything
+    // else, so a caller without one learns nothing of the models.
+    ctx.auth.checkRead(req);
     const name = modelName(req);
     bodyKind(req, ['json']);
     const raw = await readBody(req, ctx.maxBodyBytes);

@@ -1,7 +1,8 @@
 /**
  * `GET /registry`: the applied version, `{ version, hash, appliedAt, repo }` with `repo` the
  * canonical JSON the registry stores. Before any apply, version `unapplied` and the canonical JSON
- * of the definitions being served. 503 when the registry does not answer in time.
+ * of the definitions being served. 503 when the registry does not answer in time. A read: needs a
+ * key only with LARDER_PROTECT_READS.
  */
 import { toCanonical } from '../../registry/canonical.js';
 import { RegistryUnavailableError } from '../../registry/registry.js';
@@ -11,7 +12,8 @@ import { UNAPPLIED } from '../state.js';
 import { withTimeout } from '../timeout.js';
 
 export function registryRoute(ctx: ServingContext): Handler {
-  return async (_req, res) => {
+  return async (req, res) => {
+    ctx.auth.checkRead(req);
     const { registry } = ctx;
     let current;
     try {
