@@ -335,7 +335,7 @@ export class ServingLog {
 
   private duckdb(): Promise<DuckDB> {
     if (!this.db) {
-      this.db = openDuckDB({ memoryLimit: '256MB', threads: 2 });
+      this.db = openDuckDB({ memoryLimit: '256MB', threads: 1 });
       this.db.catch(() => (this.db = undefined)); // retried by the next flush
     }
     return this.db;
@@ -377,10 +377,22 @@ function retentionFromEnv(text: string | undefined): number {
 }
 
 /** Batches -> one group per model version, feature list and UTC date, rows in arrival order. */
+const schemaKeys = new WeakMap<ModelVersionMeta, string>();
+
+/** What decides a file's columns, once per model version (a flush holds one batch per request). */
+function schemaKey(meta: ModelVersionMeta): string {
+  let key = schemaKeys.get(meta);
+  if (key === undefined) {
+    key = JSON.stringify([meta.name, meta.version, meta.joinKeys, meta.features.map((f) => [f.name, f.type])]);
+    schemaKeys.set(meta, key);
+  }
+  return key;
+}
+
 function groupFiles(batches: readonly Batch[]): FileGroup[] {
   const groups = new Map<string, FileGroup>();
   for (const batch of batches) {
-    const schema = JSON.stringify([batch.meta.name, batch.meta.version, batch.meta.joinKeys, batch.meta.features.map((f) => [f.name, f.type])]);
+    const schema = schemaKey(batch.meta);
     for (const row of batch.rows) {
       const date = utcDate(row.at);
       const key = `${schema}\u0000${date}`;
@@ -492,15 +504,23 @@ function toInteger(value: unknown, bits: 32 | 64): number | string | null {
 }
 
 /** Writes the rows' JSON lines in ~1 MB pieces (one string of 200k rows could exceed V8's limit). */
+/** Rows serialised between two yields to the event loop: the log shares it with the requests it logs. */
+const ROWS_PER_SLICE = 100;
+
 async function writeJsonLines<T>(file: string, rows: readonly T[], line: (row: T) => string): Promise<void> {
   const handle = await open(file, 'w');
   try {
     let piece = '';
-    for (const row of rows) {
-      piece += `${line(row)}\n`;
-      if (piece.length >= 1 << 20) {
-        await handle.write(piece);
-        piece = '';
+    for (let i = 0; i < rows.length; i++) {
+      piece += `${line(rows[i]!)}\n`;
+      if ((i + 1) % ROWS_PER_SLICE === 0) {
+        // A flush of 10 s of predictions serialised at once held requests for 100+ ms.
+        if (piece.length >= 1 << 16) {
+          await handle.write(piece);
+          piece = '';
+        } else {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
       }
     }
     if (piece) await handle.write(piece);
