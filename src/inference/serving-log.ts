@@ -120,26 +120,16 @@ export function servingLogLayout(meta: Pick<ModelVersionMeta, 'joinKeys' | 'feat
 
 // ---------------------------------------------------------------------------------------------
 
-/**
- * A row as it waits: its JSON line, made when appended (a few µs on the request that made it).
- * Serialised at flush time instead, 10 s of predictions took the event loop in bursts that
- * /predict's p99 showed.
- */
-interface QueuedRow {
-  at: number;
-  line: string;
-}
-
 interface Batch {
   meta: ModelVersionMeta;
-  rows: QueuedRow[];
+  rows: ServingLogRow[];
 }
 
 /** Rows of one model version (feature list) and one date: one file. */
 interface FileGroup {
   meta: ModelVersionMeta;
   date: string;
-  rows: QueuedRow[];
+  rows: ServingLogRow[];
 }
 
 
@@ -201,8 +191,7 @@ export class ServingLog {
       const valid = rows.filter((r) => Number.isFinite(r?.at));
       this.drop(rows.length - valid.length);
       if (valid.length === 0) return;
-      const layout = layoutOf(meta);
-      this.queue.push({ meta, rows: valid.map((row) => ({ at: row.at, line: jsonRow(meta, layout, row) })) });
+      this.queue.push({ meta, rows: valid });
       this.queued += valid.length;
       this.enforceBound();
       // A burst that fills a quarter of the bound is written now rather than at the next tick.
@@ -355,7 +344,7 @@ export class ServingLog {
     const partial = join(dir, `.${name}.partial`);
     await mkdir(dir, { recursive: true });
     try {
-      await writeJsonLines(lines, rows, (row) => row.line);
+      await writeJsonLines(lines, rows, (row) => jsonRow(meta, layout, row));
       const converter = this.converter;
       const columns = layout.columns.map((c, i) => `c${i}: ${sqlString(jsonType(c))}`).join(', ');
       const select = layout.columns.map((c, i) => `${fromJson(c, `c${i}`)} AS ${sqlIdent(c.name)}`).join(', ');
@@ -530,7 +519,7 @@ function toInteger(value: unknown, bits: 32 | 64): number | string | null {
 
 /** Writes the rows' JSON lines in ~1 MB pieces (one string of 200k rows could exceed V8's limit). */
 /** Rows serialised between two yields to the event loop: the log shares it with the requests it logs. */
-const ROWS_PER_SLICE = 500;
+const ROWS_PER_SLICE = 25;
 
 async function writeJsonLines<T>(file: string, rows: readonly T[], line: (row: T) => string): Promise<void> {
   const handle = await open(file, 'w');
