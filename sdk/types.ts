@@ -214,19 +214,9 @@ export interface RegistryResponse {
   repo: CanonicalRepo;
 }
 
-/** A prediction waiting for a reviewer (`GET /review-queue/{model}`). */
-export interface ReviewItem {
-  id: string;
-  model: string;
-  version: string;
-  requestId: string;
-  /** Epoch ms of the prediction. */
-  at: number;
-  entity: Record<string, string | number> | null;
-  inputs: Record<string, unknown> | null;
-  prediction: number;
-  probability: number;
-}
+/** A prediction waiting for a reviewer (`GET /review-queue/{model}`): the server's own type. */
+export type { ReviewItem } from '../src/inference/review-queue.js';
+import type { ReviewItem } from '../src/inference/review-queue.js';
 
 export interface ReviewQueueResponse {
   model: string;
