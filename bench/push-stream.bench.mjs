@@ -16,11 +16,12 @@
 import { register as registerTsx } from 'tsx/esm/api';
 import { register } from 'node:module';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { cpuSeconds, startChild } from './lib/http-load.mjs';
 
 registerTsx();
 register('../bin/resolve-larder.mjs', import.meta.url);
@@ -158,30 +159,8 @@ const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
 const redis = new Redis(REDIS_URL);
 const children = [];
 
-function start(name, args, env, ready) {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 60_000);
-    const on = (d) => {
-      out += d;
-      const m = ready.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, match: m });
-      }
-    };
-    child.stdout.on('data', on);
-    child.stderr.on('data', (d) => (out += d));
-    child.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${out}`)));
-  });
-}
+const start = (name, args, env, ready) => startChild({ children, cwd: ROOT }, name, args, env, ready);
 
-async function cpuSeconds(pid) {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 const redisCpu = async () => {
   const info = await redis.info('cpu');
   const get = (k) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)[1]);

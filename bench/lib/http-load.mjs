@@ -202,6 +202,27 @@ export async function cpuSeconds(pid) {
   }
 }
 
+/** A child process (pushed onto `children`); resolves once its output matches `ready`, with the match. */
+export function startChild({ children, cwd }, name, args, env, ready) {
+  const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 60_000);
+    const on = (d) => {
+      out += d;
+      const m = ready.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, match: m });
+      }
+    };
+    child.stdout.on('data', on);
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${out}`)));
+  });
+}
+
 /**
  * Starting servers and loading them: `dir` holds the generator scripts (writeGenerators), `cwd`
  * is every child's working directory; every child started is in `children`, for the caller to stop.
@@ -209,26 +230,8 @@ export async function cpuSeconds(pid) {
 export function loadKit({ dir, cwd }) {
   const children = [];
 
-  /** A child process; resolves once a line matches `ready`, with the match. */
-  function start(name, args, env, ready) {
-    const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let out = '';
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}`)), 60_000);
-      const on = (d) => {
-        out += d;
-        const m = ready.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve({ child, match: m });
-        }
-      };
-      child.stdout.on('data', on);
-      child.stderr.on('data', (d) => (out += d));
-      child.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${out}`)));
-    });
-  }
+  const start = (name, args, env, ready) => startChild({ children, cwd }, name, args, env, ready);
+
 
   /**
    * One load phase against `url` + `path` (POST, the bodies of the JSON array in file `bodies`, one
