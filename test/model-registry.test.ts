@@ -9,7 +9,6 @@ import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import pg from 'pg';
 import { InputError } from '../src/core/errors.js';
 import { entity, featureView, fileSource } from '../src/definitions/builders.js';
 import type { FeatureView } from '../src/definitions/types.js';
@@ -22,6 +21,7 @@ import { openRegistry } from '../src/registry/open.js';
 import type { Registry } from '../src/registry/registry.js';
 import { runLarder } from './support/cli.js';
 import { createTestDatabase } from './support/services.js';
+import { registryBackends } from './support/registries.js';
 
 // ---------------------------------------------------------------------------------------------
 // A model as a training job would hand it over: seeded, full-precision doubles.
@@ -120,30 +120,7 @@ afterAll(async () => {
   await database?.drop();
 });
 
-interface Backend {
-  name: string;
-  /** A URL of an empty registry. */
-  fresh(): Promise<string>;
-}
-
-let fileCounter = 0;
-const backends: Backend[] = [
-  {
-    name: 'file',
-    fresh: async () => `file:${join(tmp, `r${++fileCounter}`, 'registry.json')}`,
-  },
-  {
-    name: 'postgres',
-    async fresh() {
-      // The registry creates its tables on first use: start every test without them.
-      const c = new pg.Client({ connectionString: database.url });
-      await c.connect();
-      await c.query('DROP TABLE IF EXISTS larder_models, larder_registry_versions, larder_registry_state');
-      await c.end();
-      return database.url;
-    },
-  },
-];
+const backends = registryBackends(() => ({ tmp, databaseUrl: database.url }));
 
 describe.each(backends)('$name registry: models', (backend) => {
   let url: string;

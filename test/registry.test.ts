@@ -8,7 +8,6 @@ import { existsSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { entity, featureService, featureView, fileSource, postgresSource, pushSource } from '../src/definitions/builders.js';
 import type { Definitions, FeatureService, FeatureView, RowTransform } from '../src/definitions/types.js';
 import type { KeyType, ValueType } from '../src/core/value-types.js';
@@ -19,6 +18,7 @@ import { FileRegistry } from '../src/registry/file.js';
 import { openRegistry } from '../src/registry/open.js';
 import type { Registry } from '../src/registry/registry.js';
 import { createTestDatabase } from './support/services.js';
+import { registryBackends } from './support/registries.js';
 
 // ---------------------------------------------------------------------------------------------
 // A small repo built with the real builders, in variants.
@@ -207,30 +207,7 @@ afterAll(async () => {
   await database?.drop();
 });
 
-interface Backend {
-  name: string;
-  /** A URL of an empty registry. */
-  fresh(): Promise<string>;
-}
-
-let fileCounter = 0;
-const backends: Backend[] = [
-  {
-    name: 'file',
-    fresh: async () => `file:${join(tmp, `r${++fileCounter}`, 'nested', 'registry.json')}`,
-  },
-  {
-    name: 'postgres',
-    async fresh() {
-      // The registry creates its tables on first use: start every test without them.
-      const c = new pg.Client({ connectionString: database.url });
-      await c.connect();
-      await c.query('DROP TABLE IF EXISTS larder_registry_versions, larder_registry_state');
-      await c.end();
-      return database.url;
-    },
-  },
-];
+const backends = registryBackends(() => ({ tmp, databaseUrl: database.url }));
 
 describe.each(backends)('$name registry', (backend) => {
   let url: string;
