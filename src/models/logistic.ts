@@ -27,7 +27,8 @@ export interface LogisticOptions {
   seed?: number;
 }
 
-const sigmoid = (z: number): number => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
+/** 1 / (1 + e^-z), computed without overflow either way. */
+export const sigmoid = (z: number): number => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
 
 export function fitLogistic(rows: readonly SparseVector[], labels: ArrayLike<number>, options: LogisticOptions): LogisticModel {
   const { size } = options;

@@ -7,6 +7,7 @@
  * Training is one pass over the rows and O(non-zeros); a prediction is O(non-zeros of the row).
  * The fitted model is plain numbers (JSON-serialisable) so an artifact can store it as it is.
  */
+import { sigmoid } from './logistic.js';
 import { checkSparse, type SparseVector } from './sparse.js';
 
 export interface NaiveBayesModel {
@@ -63,6 +64,5 @@ export function predictNaiveBayes(model: NaiveBayesModel, row: SparseVector): nu
     l1 += x * model.logLikelihood[1][i]!;
   }
   // 1 / (1 + e^(l0 - l1)), stable for large differences either way.
-  const d = l0 - l1;
-  return d > 0 ? Math.exp(-d) / (1 + Math.exp(-d)) : 1 / (1 + Math.exp(d));
+  return sigmoid(l1 - l0);
 }

@@ -8,7 +8,7 @@
  * `numberOf` and `sparseOf` accept both.
  */
 import type { Estimator, StandardisedLogisticModel } from './artifact.js';
-import { predictLogistic } from './logistic.js';
+import { predictLogistic, sigmoid } from './logistic.js';
 import { predictNaiveBayes } from './naive-bayes.js';
 import type { SparseVector } from './sparse.js';
 
@@ -40,7 +40,7 @@ function scoreStandardised(estimator: StandardisedLogisticModel, features: Reado
     if (x === null) complete = false;
     else z += model.weights[j]! * ((x - means[j]!) / scales[j]!);
   });
-  return { probability: z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)), complete };
+  return { probability: sigmoid(z), complete };
 }
 
 /** A numeric feature value, or null when missing. Throws naming the feature on anything else. */
