@@ -9,7 +9,7 @@ import type { Estimator, ModelVersionMeta } from '../models/artifact.js';
 import type { Registry } from '../registry/registry.js';
 import type { Logger } from '../serving/errors.js';
 import { RegistryUnavailableError } from '../registry/registry.js';
-import { withTimeout } from '../serving/timeout.js';
+import { withRegistryTimeout, withTimeout } from '../serving/timeout.js';
 
 export interface ServedModel {
   meta: ModelVersionMeta;
@@ -66,7 +66,7 @@ export class ServedModels {
   /** A registry call, bounded: a registry that does not answer is a 503, not a hung request. */
   private bounded<T>(work: Promise<T>): Promise<T> {
     const ms = this.options.timeoutMs ?? 2000;
-    return withTimeout(work, ms, () => new RegistryUnavailableError(`registry ${this.registry.url}: did not answer within ${ms} ms`));
+    return withRegistryTimeout(this.registry, work, ms);
   }
 
   private async load(name: string, version?: string): Promise<ServedModel> {

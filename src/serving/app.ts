@@ -6,8 +6,7 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { serve, type Handler, type ServingContext } from './context.js';
 import { HttpError, sendError } from './errors.js';
-import { withTimeout } from './timeout.js';
-import { RegistryUnavailableError } from '../registry/registry.js';
+import { withRegistryTimeout } from './timeout.js';
 import type { RouteLabel } from './metrics.js';
 import { healthRoute } from './routes/health.js';
 import { historicalRoute } from './routes/historical.js';
@@ -59,7 +58,7 @@ export function createApp(ctx: ServingContext, extend?: AppExtension): Express {
       path: '/review-queue/:model',
       label: '/review-queue',
       method: 'get',
-      handler: serve(ctx, '/review-queue', withReadAuth(ctx, reviewQueueListRoute({ queue: ctx.reviewQueue, knownModel: async (m) => (await withTimeout(ctx.registry.latestModel(m), ctx.storeTimeoutMs, () => new RegistryUnavailableError(`registry ${ctx.registry.url}: did not answer within ${ctx.storeTimeoutMs} ms`))) !== null }))),
+      handler: serve(ctx, '/review-queue', withReadAuth(ctx, reviewQueueListRoute({ queue: ctx.reviewQueue, knownModel: async (m) => (await withRegistryTimeout(ctx.registry, ctx.registry.latestModel(m), ctx.storeTimeoutMs)) !== null }))),
     },
     {
       path: '/review-queue/:model/:id/label',

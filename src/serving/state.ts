@@ -18,7 +18,7 @@ import { hashOf, shortVersion, toCanonical } from '../registry/canonical.js';
 import { RegistryUnavailableError, type AppliedVersion, type Registry } from '../registry/registry.js';
 import type { Logger } from './errors.js';
 import { useGeneration } from './fresh-imports.js';
-import { withTimeout } from './timeout.js';
+import { withRegistryTimeout } from './timeout.js';
 
 export const UNAPPLIED = 'unapplied';
 
@@ -131,7 +131,7 @@ export class DefinitionsState {
     const { registry } = this.options;
     const timeoutMs = this.options.timeoutMs ?? 3000;
     try {
-      const current = await withTimeout(registry.current(), timeoutMs, () => new RegistryUnavailableError(`registry ${registry.url}: did not answer within ${timeoutMs} ms`));
+      const current = await withRegistryTimeout(registry, registry.current(), timeoutMs);
       this.statusNow = { ok: true, checkedAt: new Date().toISOString() };
       return current;
     } catch (err) {

@@ -9,7 +9,7 @@ import { RegistryUnavailableError } from '../../registry/registry.js';
 import type { Handler, ServingContext } from '../context.js';
 import { sendJson } from '../errors.js';
 import { UNAPPLIED } from '../state.js';
-import { withTimeout } from '../timeout.js';
+import { withRegistryTimeout } from '../timeout.js';
 
 export function registryRoute(ctx: ServingContext): Handler {
   return async (req, res) => {
@@ -17,7 +17,7 @@ export function registryRoute(ctx: ServingContext): Handler {
     const { registry } = ctx;
     let current;
     try {
-      current = await withTimeout(registry.current(), ctx.storeTimeoutMs, () => new RegistryUnavailableError(`registry ${registry.url}: did not answer within ${ctx.storeTimeoutMs} ms`));
+      current = await withRegistryTimeout(registry, registry.current(), ctx.storeTimeoutMs);
     } catch (err) {
       // A broken registry file is no fault of the caller's either.
       throw err instanceof RegistryUnavailableError ? err : new RegistryUnavailableError(`registry ${registry.url}: ${(err as Error).message}`);
